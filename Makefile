@@ -1,0 +1,30 @@
+# `make demo` and `make test` create the virtual environment when needed, then run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.endogs-installed
+DEMO_DIR ?= outputs/demo
+
+.PHONY: demo test env clean-env
+
+env: $(STAMP)
+
+$(STAMP): setup.py requirements-cpu.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "No NVIDIA GPU: installing the CPU build of torch first"; \
+	  $(PY) -m pip install -q -r requirements-cpu.txt; \
+	fi
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m endogs synthetic $(DEMO_DIR)/sample_scene --overwrite
+	$(PY) -m endogs info $(DEMO_DIR)/sample_scene
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean-env:
+	rm -rf $(VENV)

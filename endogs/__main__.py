@@ -1,0 +1,3 @@
+from endogs.cli import entry
+
+entry()

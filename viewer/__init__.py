@@ -1,0 +1,1 @@
+"""Browser viewer for endogs reconstructions (nerfview/viser)."""
