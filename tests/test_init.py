@@ -1,0 +1,183 @@
+"""Depth-prior initialisation: frames -> point cloud -> Gaussian parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from endogs.camera import Camera
+from endogs.data.types import Frame
+from endogs.errors import ConfigError, DataError
+from endogs.init import InitConfig, gaussians_from_point_cloud, point_cloud_from_frames, sh_to_rgb
+from endogs.init.pointcloud import PointCloud
+
+W, H, F = 48, 40, 40.0
+K = np.array([[F, 0, W / 2], [0, F, H / 2], [0, 0, 1.0]])
+TOOL0 = (slice(8, 30), slice(14, 32))  # rows, cols of the tool in frame 0
+SLOPE, OFFSET = 0.3, 2.0  # world plane z = OFFSET + SLOPE * x
+
+
+def plane_distance(xyz: np.ndarray) -> np.ndarray:
+    return np.abs(xyz[:, 2] - OFFSET - SLOPE * xyz[:, 0]) / np.sqrt(1 + SLOPE**2)
+
+
+def texture(xyz: np.ndarray) -> np.ndarray:
+    x, y = xyz[..., 0], xyz[..., 1]
+    return np.stack([0.5 + 0.4 * np.sin(4 * x), 0.5 + 0.4 * np.cos(4 * y), 0.5 + 0.3 * np.sin(2 * (x + y))], -1)
+
+
+def rot_y(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def make_frames(n: int = 8, outliers: float = 0.0, spikes: float = 0.0, depth: bool = True) -> list[Frame]:
+    """A tilted textured plane seen by a slowly moving and turning camera; frame 0 has a tool."""
+    rng = np.random.default_rng(1)
+    frames = []
+    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+    dirs = np.stack([(u - K[0, 2]) / F, (v - K[1, 2]) / F, np.ones_like(u)], -1)  # [H, W, 3]
+    for i in range(n):
+        c2w = np.eye(4)
+        c2w[:3, :3] = rot_y(0.03 * i)
+        c2w[:3, 3] = [0.03 * i, 0.01 * i, 0.0]
+        cam = Camera(K, c2w, W, H)
+        rd = dirs @ c2w[:3, :3].T  # [H, W, 3] world directions for unit z-depth
+        c = c2w[:3, 3]
+        d = (OFFSET + SLOPE * c[0] - c[2]) / (rd[..., 2] - SLOPE * rd[..., 0])  # z-depth [H, W]
+        img = texture(c + d[..., None] * rd).astype(np.float32)
+        mask = np.ones((H, W), bool)
+        if i == 0:
+            mask[TOOL0] = False
+        else:
+            mask[:, :6] = False  # the tool has moved to the left border
+        d = d.astype(np.float32)
+        pick = rng.random((H, W))
+        d = np.where(pick < outliers, d * 0.85, d)  # off-surface but inside the depth range
+        d = np.where(pick > 1 - spikes, d * 50.0, d)  # far spikes (stereo failures)
+        frames.append(
+            Frame(
+                i,
+                i / max(n - 1, 1),
+                cam,
+                image=lambda img=img: img,
+                depth=(lambda d=d: d) if depth else None,
+                mask=lambda m=mask: m,
+            )
+        )
+    return frames
+
+
+def count_in_tool(pc: PointCloud, frame0: Frame, margin: int = 2) -> int:
+    uv, z = frame0.camera.project(pc.xyz.astype(np.float64))
+    r, c = TOOL0
+    inside = (
+        (uv[:, 0] >= c.start + margin) & (uv[:, 0] < c.stop - margin) & (uv[:, 1] >= r.start + margin) & (uv[:, 1] < r.stop - margin)
+    )
+    return int((inside & (z > 0)).sum())
+
+
+def test_points_on_surface_with_matching_colours():
+    frames = make_frames()
+    pc = point_cloud_from_frames(frames, InitConfig(pixel_stride=1))
+    assert pc.xyz.dtype == np.float32 and pc.rgb.dtype == np.float32
+    assert len(pc) > 1000
+    assert plane_distance(pc.xyz).max() < 1e-3
+    assert np.abs(pc.rgb - texture(pc.xyz)).mean() < 0.01
+    assert pc.rgb.min() >= 0 and pc.rgb.max() <= 1
+    assert pc.frame_indices == tuple(range(8))
+    lo, hi = pc.aabb
+    assert pc.scale_hint == pytest.approx(0.5 * np.linalg.norm(hi - lo))
+    assert 0.5 < pc.scale_hint < 5
+
+
+def test_tool_region_of_frame0_filled_from_later_frames():
+    frames = make_frames()
+    only0 = point_cloud_from_frames(frames, InitConfig(num_frames=1, pixel_stride=1))
+    assert only0.frame_indices == (0,)
+    assert count_in_tool(only0, frames[0]) == 0
+    clouds = {f: point_cloud_from_frames(frames, InitConfig(pixel_stride=1, fusion=f)) for f in ("all", "fill")}
+    for fusion, pc in clouds.items():
+        assert count_in_tool(pc, frames[0]) > 100, fusion
+    # "fill" adds later points only where frame 0 has no valid tissue, so it keeps fewer points.
+    assert len(clouds["fill"]) < len(clouds["all"])
+
+
+def test_frames_spread_over_sequence():
+    frames = make_frames(n=10)
+    pc = point_cloud_from_frames(frames, InitConfig(num_frames=4, pixel_stride=2))
+    assert pc.frame_indices == (0, 3, 6, 9)
+
+
+def test_outliers_removed():
+    # In-range off-surface outliers: kept without outlier removal, gone with it.
+    frames = make_frames(outliers=0.01)
+    raw = point_cloud_from_frames(frames, InitConfig(pixel_stride=1, remove_outliers=False, depth_percentiles=(0, 100)))
+    assert (plane_distance(raw.xyz) > 0.05).sum() > 20
+    clean = point_cloud_from_frames(frames, InitConfig(pixel_stride=1))
+    assert plane_distance(clean.xyz).max() < 1e-3
+    # Far depth spikes: dropped by the per-frame percentile clipping alone.
+    frames = make_frames(spikes=0.01)
+    pc = point_cloud_from_frames(frames, InitConfig(pixel_stride=1, remove_outliers=False))
+    assert plane_distance(pc.xyz).max() < 1e-3
+
+
+def test_point_cap_is_seeded():
+    frames = make_frames(n=4)
+    a = point_cloud_from_frames(frames, InitConfig(max_points=300, seed=3))
+    b = point_cloud_from_frames(frames, InitConfig(max_points=300, seed=3))
+    assert len(a) == 300
+    np.testing.assert_array_equal(a.xyz, b.xyz)
+
+
+def test_no_depth_raises_data_error():
+    with pytest.raises(DataError, match="no depth maps.*endogs prepare"):
+        point_cloud_from_frames(make_frames(n=3, depth=False))
+    frames = make_frames(n=2)
+    for f in frames:
+        f._mask.loader = lambda: np.zeros((H, W), bool)
+    with pytest.raises(DataError, match="no valid tissue depth"):
+        point_cloud_from_frames(frames)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(depth_percentiles=(50.0, 10.0)),
+        dict(num_frames=-1),
+        dict(pixel_stride=0),
+        dict(voxel_size=-1.0),
+        dict(max_points=0),
+        dict(fusion="median"),
+    ],
+)
+def test_init_config_validation(kwargs):
+    with pytest.raises(ConfigError):
+        InitConfig(**kwargs)
+
+
+@pytest.mark.parametrize("sh_degree", [0, 1, 2, 3])
+def test_gaussians_from_point_cloud(sh_degree):
+    h = 0.1
+    g = np.stack(np.meshgrid(np.arange(10), np.arange(10), indexing="ij"), -1).reshape(-1, 2) * h
+    xyz = np.concatenate([g, np.zeros((100, 1))], 1)
+    rgb = np.random.default_rng(0).random((100, 3))
+    p = gaussians_from_point_cloud(PointCloud(xyz, rgb), sh_degree=sh_degree, init_opacity=0.1)
+    k = (sh_degree + 1) ** 2
+    assert p["means"].shape == (100, 3) and p["scales"].shape == (100, 3)
+    assert p["quats"].shape == (100, 4) and p["opacities"].shape == (100,)
+    assert p["sh0"].shape == (100, 1, 3) and p["shN"].shape == (100, k - 1, 3)
+    assert all(t.dtype == torch.float32 for t in p.values())
+    interior = ((g > 0) & (g < 9 * h - 1e-9)).all(1)
+    torch.testing.assert_close(torch.exp(p["scales"][interior]), torch.full((int(interior.sum()), 3), h), rtol=1e-5, atol=0)
+    torch.testing.assert_close(torch.sigmoid(p["opacities"]), torch.full((100,), 0.1))
+    torch.testing.assert_close(p["quats"], torch.tensor([1.0, 0, 0, 0]).expand(100, 4))
+    torch.testing.assert_close(sh_to_rgb(p["sh0"][:, 0]), torch.from_numpy(rgb).float())
+    assert not p["shN"].any()
+
+
+def test_gaussians_duplicate_points_have_finite_scales():
+    xyz = np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    p = gaussians_from_point_cloud(PointCloud(xyz, np.full_like(xyz, 0.5)), sh_degree=0)
+    assert torch.isfinite(p["scales"]).all()
