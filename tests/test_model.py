@@ -279,3 +279,18 @@ def test_hexplane_regularisers():
     (field.tv_loss() + field.time_smoothness_loss()).backward()
     assert field.spatial[0].grad is not None
     assert make_scene("basis", n=10).deform.tv_loss() == 0
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", KINDS)
+def test_scene_on_cuda(kind):
+    """Everything follows the parameters' device (run by the GPU check)."""
+    scene = make_scene(kind, n=100).to("cuda")
+    opts = scene.make_optimizers(FAST_LR)
+    snap = scene.at(torch.tensor(0.3))
+    assert snap.means.is_cuda and snap.colors.is_cuda
+    weighted_loss(snap.to("cpu")).backward()
+    opts.step()
+    state = {"grad2d": torch.rand(100, device="cuda")}
+    ops.duplicate(scene.params, opts.gaussians, state, torch.arange(100, device="cuda") < 10)
+    assert len(scene.at(0.5)) == 110 and scene.at(0.5).means.is_cuda
