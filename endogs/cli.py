@@ -77,15 +77,36 @@ def synthetic(
     print(f"wrote {layout} scene: {path} ({n_frames} frames, {width}x{height}, {cam} camera)")
 
 
+def _train_command():
+    from endogs.train.cli import TrainArgs
+
+    return TrainArgs
+
+
+# Commands parsed with their own pre-processing (presets) before tyro sees the flags.
+SPECIAL = {"train": ("endogs.train.cli", "parse", "run")}
+
 COMMANDS = {
     "info": info,
     "synthetic": synthetic,
 }
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None, commands: Optional[dict] = None) -> int:
+    """Run the CLI; ``commands`` (name -> function) replaces the registry, e.g. in tests."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="endogs", args=argv, description="Dynamic Gaussian splatting for endoscopic video.")
+        if commands is None and argv and argv[0] in SPECIAL:
+            import importlib
+
+            module, parse_name, run_name = SPECIAL[argv[0]]
+            mod = importlib.import_module(module)
+            getattr(mod, run_name)(getattr(mod, parse_name)(argv[1:]))
+            return 0
+        registry = commands or {**COMMANDS, "train": _train_command()}
+        tyro.extras.subcommand_cli_from_dict(
+            registry, prog="endogs", args=argv, description="Dynamic Gaussian splatting for endoscopic video."
+        )
     except EndogsError as exc:
         print(f"endogs: error: {exc}", file=sys.stderr)
         return 2

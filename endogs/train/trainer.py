@@ -1,0 +1,353 @@
+"""The per-scene optimizer: depth-prior init, coarse (static) then fine (deformable) stages,
+densification, checkpoints that resume exactly.
+
+A run folder holds::
+
+    run.yaml          data path + resolved TrainConfig (human-readable, strict on reload)
+    log.jsonl         one JSON object per logged step, then {"event": "done", ...}
+    checkpoint.pt     the latest resumable state (atomic writes)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import cv2
+import numpy as np
+import torch
+
+from endogs.camera import Camera
+from endogs.config_io import dump_yaml, from_dict, load_yaml, to_dict
+from endogs.data import Scene, load_scene
+from endogs.errors import ConfigError, DataError
+from endogs.init import point_cloud_from_frames
+from endogs.model.scene import DynamicScene, SceneOptimizers
+from endogs.render import render
+from endogs.train.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_atomic, write_text_atomic
+from endogs.train.config import TrainConfig
+from endogs.train.losses import inverse_depth_l1, masked_dssim, masked_l1, pearson_depth, psnr
+from endogs.train.strategy import CappedStrategy
+
+RUN_FILE = "run.yaml"
+LOG_FILE = "log.jsonl"
+CKPT_FILE = "checkpoint.pt"
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' requested but no CUDA GPU is available; use --device cpu or auto")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@dataclass
+class TrainFrame:
+    """A training frame as tensors on the training device."""
+
+    index: int
+    time: float
+    camera: Camera
+    image: torch.Tensor  # [H, W, 3]
+    weight: torch.Tensor  # [H, W] 1 = supervised tissue
+    depth: Optional[torch.Tensor]  # [H, W] 0 = invalid
+
+
+def frame_tensors(scene: Scene, indices: list[int], device: torch.device, downscale: float = 1.0, use_masks: bool = True) -> list[TrainFrame]:
+    out = []
+    for i in indices:
+        f = scene.frames[i]
+        img, depth, mask = f.image, f.depth, f.mask
+        cam = f.camera
+        if downscale > 1:
+            w, h = int(round(cam.width / downscale)), int(round(cam.height / downscale))
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+            depth = None if depth is None else cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
+            mask = None if mask is None else cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+            cam = cam.resized(w, h)
+        weight = np.ones(img.shape[:2], np.float32) if (mask is None or not use_masks) else mask.astype(np.float32)
+        out.append(
+            TrainFrame(
+                index=i,
+                time=f.time,
+                camera=cam,
+                image=torch.from_numpy(np.ascontiguousarray(img)).to(device),
+                weight=torch.from_numpy(weight).to(device),
+                depth=None if depth is None else torch.from_numpy(np.ascontiguousarray(depth)).to(device),
+            )
+        )
+    return out
+
+
+def frame_order(seed: int, epoch: int, n: int) -> list[int]:
+    """The (stateless, reproducible) order of the training frames in ``epoch``."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Trainer:
+    """Optimise a ``DynamicScene`` on the training frames of a dataset.
+
+    Build with :meth:`create` (a new run) or :meth:`resume` (continue a run folder), then call
+    :meth:`train`.
+    """
+
+    def __init__(self, cfg: TrainConfig, data_path: Path, run_dir: Path, data: Optional[Scene] = None):
+        self.device = pick_device(cfg.device)
+        self.cfg = cfg.resolved(self.device.type)
+        self.data_path = Path(data_path)
+        self.run_dir = Path(run_dir)
+        self.data = data if data is not None else load_data(self.data_path, self.cfg)
+        self.frames = frame_tensors(self.data, self.data.train_indices, self.device, self.cfg.data.downscale, self.cfg.loss.use_masks)
+        if not self.frames:
+            raise DataError("the split leaves no training frame", self.data_path)
+        kind = self.cfg.loss.depth_kind
+        if kind == "auto":
+            kind = "pearson" if self.data.depth_unit == "relative" else "inverse_l1"
+        self.depth_kind = kind
+        self.step = 0
+        self.elapsed = 0.0
+        self.scene: Optional[DynamicScene] = None
+        self.optimizers: Optional[SceneOptimizers] = None
+        self.strategy: Optional[CappedStrategy] = None
+        self.strategy_state: dict[str, Any] = {}
+        self.scene_scale = 1.0
+        self.stop_requested = False
+
+    # ------------------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, cfg: TrainConfig, data_path: Path, run_dir: Path, data: Optional[Scene] = None) -> "Trainer":
+        t0 = time.perf_counter()
+        run_dir = Path(run_dir)
+        if (run_dir / CKPT_FILE).exists():
+            raise ConfigError(f"{run_dir}: a run already exists here; resume it with --resume {run_dir} or choose another --output")
+        tr = cls(cfg, data_path, run_dir, data)
+        torch.manual_seed(tr.cfg.seed)
+        pc = point_cloud_from_frames(tr.data.train_frames, tr.cfg.init)
+        tr.scene_scale = float(pc.scale_hint)
+        tr.scene = DynamicScene.from_point_cloud(
+            pc, tr.cfg.deform, n_frames=len(tr.data), sh_degree=tr.cfg.sh_degree,
+            init_opacity=tr.cfg.init_opacity, init_scale=tr.cfg.init_scale, device=tr.device,
+        )
+        tr._build_optim()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / RUN_FILE, dump_yaml_run(tr.data_path, tr.cfg))
+        (run_dir / LOG_FILE).write_text("")
+        tr.elapsed = time.perf_counter() - t0
+        tr._log({"event": "init", "num_points": len(pc), "scene_scale": tr.scene_scale, "num_gaussians": tr.scene.num_gaussians,
+                 "device": tr.device.type, "train_frames": len(tr.frames), "init_s": tr.elapsed,
+                 "train_indices": list(tr.data.train_indices), "test_indices": list(tr.data.test_indices)})
+        return tr
+
+    @classmethod
+    def resume(cls, run_dir: Path, data: Optional[Scene] = None, overrides: Optional[dict] = None) -> "Trainer":
+        run_dir = Path(run_dir)
+        data_path, cfg = read_run(run_dir)
+        ckpt = load_checkpoint(run_dir / CKPT_FILE)
+        tr = cls(cfg, data_path, run_dir, data)
+        tr.scene = DynamicScene.from_checkpoint(ckpt["scene"], device=tr.device)
+        tr.scene_scale = float(ckpt["scene_scale"])
+        tr._build_optim()
+        for name, opt in tr.optimizers.gaussians.items():
+            opt.load_state_dict(ckpt["optimizers"]["gaussians"][name])
+        if tr.optimizers.deform is not None:
+            tr.optimizers.deform.load_state_dict(ckpt["optimizers"]["deform"])
+        tr.strategy_state = {k: (v.to(tr.device) if isinstance(v, torch.Tensor) else v) for k, v in ckpt["strategy_state"].items()}
+        tr.step = int(ckpt["step"])
+        tr.elapsed = float(ckpt["elapsed_s"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if tr.device.type == "cuda" and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        tr._log({"event": "resume", "step": tr.step})
+        return tr
+
+    def _build_optim(self) -> None:
+        cfg = self.cfg
+        self.optimizers = self.scene.make_optimizers(cfg.lr, scene_scale=self.scene_scale)
+        s = cfg.strategy
+        self.strategy = CappedStrategy(
+            prune_opa=s.prune_opa, grow_grad2d=s.grow_grad2d, grow_scale3d=s.grow_scale3d, prune_scale3d=s.prune_scale3d,
+            refine_start_iter=s.refine_start, refine_stop_iter=s.refine_stop if s.enabled else 0,
+            reset_every=s.reset_every, refine_every=s.refine_every, absgrad=s.absgrad, max_gaussians=s.max_gaussians,
+        )
+        self.strategy.check_sanity(self.scene.params, self.optimizers.gaussians)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+        self._base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.gaussians.items()}
+        self._base_deform = None if self.optimizers.deform is None else [g["lr"] for g in self.optimizers.deform.param_groups]
+
+    # ---------------------------------------------------------------------------------- the loop
+    def _set_lrs(self, step: int) -> None:
+        frac = step / max(1, self.cfg.iterations)
+        m = self.cfg.means_lr_final**frac
+        for g, lr in zip(self.optimizers.gaussians["means"].param_groups, self._base_lrs["means"]):
+            g["lr"] = lr * m
+        if self.optimizers.deform is not None:
+            fine = max(0.0, (step - self.cfg.coarse_iterations) / max(1, self.cfg.iterations - self.cfg.coarse_iterations))
+            d = self.cfg.deform_lr_final**fine
+            for g, lr in zip(self.optimizers.deform.param_groups, self._base_deform):
+                g["lr"] = lr * d
+
+    def frame_for_step(self, step: int) -> TrainFrame:
+        n = len(self.frames)
+        return self.frames[frame_order(self.cfg.seed, step // n, n)[step % n]]
+
+    def train_step(self) -> dict[str, float]:
+        cfg, step = self.cfg, self.step
+        self._set_lrs(step)
+        fr = self.frame_for_step(step)
+        fine = step >= cfg.coarse_iterations
+        sh = min(step // cfg.sh_degree_interval, cfg.sh_degree)
+        snap = self.scene.at(fr.time, sh_degree=sh, deform=fine)
+        out = render(snap, fr.camera, background=cfg.background, absgrad=cfg.strategy.absgrad)
+        if cfg.strategy.enabled:
+            self.strategy.step_pre_backward(self.scene.params, self.optimizers.gaussians, self.strategy_state, step, out.info)
+        rgb = out.rgb[0]
+        l1 = masked_l1(rgb, fr.image, fr.weight)
+        loss = cfg.loss.l1 * l1
+        terms = {"l1": float(l1.detach())}
+        if cfg.loss.dssim > 0:
+            ds = masked_dssim(rgb, fr.image, fr.weight)
+            loss = loss + cfg.loss.dssim * ds
+            terms["dssim"] = float(ds.detach())
+        if cfg.loss.depth > 0 and fr.depth is not None:
+            pd = out.depth[0, ..., 0]
+            dl = inverse_depth_l1(pd, fr.depth, fr.weight) if self.depth_kind == "inverse_l1" else pearson_depth(pd, fr.depth, fr.weight)
+            loss = loss + cfg.loss.depth * dl
+            terms["depth"] = float(dl.detach())
+        if fine and (cfg.loss.tv > 0 or cfg.loss.time_smooth > 0):
+            reg = cfg.loss.tv * self.scene.deform.tv_loss() + cfg.loss.time_smooth * self.scene.deform.time_smoothness_loss()
+            if reg.requires_grad:
+                loss = loss + reg
+        loss.backward()
+        self.optimizers.step()
+        self.optimizers.zero_grad(set_to_none=True)
+        if cfg.strategy.enabled:
+            self.strategy.step_post_backward(self.scene.params, self.optimizers.gaussians, self.strategy_state, step, out.info, packed=False)
+        self.step += 1
+        terms["loss"] = float(loss.detach())
+        terms["psnr"] = psnr(rgb.detach(), fr.image, fr.weight)
+        return terms
+
+    def train(self, progress: bool = True, on_step: Optional[Callable[["Trainer", dict], None]] = None, stop_at: Optional[int] = None) -> None:
+        """Run to ``cfg.iterations`` (or ``stop_at``), logging and checkpointing on the way."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
+        bar = tqdm(total=cfg.iterations, initial=self.step, disable=not progress, dynamic_ncols=True, desc="train")
+        t_start = time.perf_counter()
+        elapsed0 = self.elapsed
+        while self.step < end and not self.stop_requested:
+            terms = self.train_step()
+            self.elapsed = elapsed0 + time.perf_counter() - t_start
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
+                rec = {"step": self.step, **{k: round(v, 6) for k, v in terms.items()}, "num_gaussians": self.scene.num_gaussians,
+                       "stage": "fine" if self.step > cfg.coarse_iterations else "coarse", "elapsed_s": round(self.elapsed, 3)}
+                self._log(rec)
+                bar.set_postfix(loss=f"{terms['loss']:.4f}", psnr=f"{terms['psnr']:.2f}", gs=self.scene.num_gaussians)
+            if on_step is not None:
+                on_step(self, terms)
+            if self.step % cfg.checkpoint_every == 0 and self.step < cfg.iterations:
+                self.save()
+        bar.close()
+        if self.step >= cfg.iterations:
+            self.save(done=True)
+            self._log({"event": "done", "step": self.step, "train_time_s": round(self.elapsed, 3), "num_gaussians": self.scene.num_gaussians,
+                       "peak_memory_mb": round(peak_memory_mb(self.device), 1), "device": self.device.type})
+        else:
+            self.save()
+
+    # ------------------------------------------------------------------------------ persistence
+    def save(self, done: bool = False) -> Path:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state()
+        ckpt = {
+            "version": CHECKPOINT_VERSION,
+            "step": self.step,
+            "done": done,
+            "elapsed_s": self.elapsed,
+            "scene_scale": self.scene_scale,
+            "config": dump_yaml(self.cfg),
+            "scene": self.scene.to_checkpoint(),
+            "optimizers": {
+                "gaussians": {k: o.state_dict() for k, o in self.optimizers.gaussians.items()},
+                "deform": None if self.optimizers.deform is None else self.optimizers.deform.state_dict(),
+            },
+            "strategy_state": {k: v for k, v in self.strategy_state.items() if v is None or isinstance(v, (torch.Tensor, int, float, tuple))},
+            "rng": rng,
+        }
+        path = self.run_dir / CKPT_FILE
+        save_atomic(ckpt, path)
+        return path
+
+    def _log(self, rec: dict) -> None:
+        with open(self.run_dir / LOG_FILE, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+def dump_yaml_run(data_path: Path, cfg: TrainConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump({"data": str(Path(data_path).resolve()), "config": to_dict(cfg)}, sort_keys=False)
+
+
+def read_run(run_dir: Path) -> tuple[Path, TrainConfig]:
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise DataError(f"not an endogs run folder (no {RUN_FILE}); train first with endogs train", run_dir)
+    raw = load_yaml(path)
+    if "data" not in raw or "config" not in raw:
+        raise DataError(f"{RUN_FILE} lacks 'data' or 'config'", path)
+    return Path(raw["data"]), from_dict(TrainConfig, raw["config"], where=RUN_FILE)
+
+
+def load_data(path: Path, cfg: TrainConfig) -> Scene:
+    opts = {}
+    if cfg.data.crop_bottom:
+        opts["crop_bottom"] = cfg.data.crop_bottom
+    return load_scene(path, format=cfg.data.format, split=cfg.data.split, **opts)
+
+
+@dataclass
+class LoadedRun:
+    """A trained run ready to render: the model, its config and its dataset."""
+
+    run_dir: Path
+    data_path: Path
+    config: TrainConfig
+    scene: DynamicScene
+    step: int
+    done: bool
+    device: torch.device
+
+    def data(self) -> Scene:
+        return load_data(self.data_path, self.config)
+
+    def log(self) -> list[dict]:
+        p = self.run_dir / LOG_FILE
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.is_file() else []
+
+
+def load_run(run_dir: Path, device: Optional[str] = None) -> LoadedRun:
+    """Load a run folder's model for evaluation, export or viewing."""
+    run_dir = Path(run_dir)
+    data_path, cfg = read_run(run_dir)
+    dev = pick_device(device or "auto")
+    ckpt = load_checkpoint(run_dir / CKPT_FILE)
+    scene = DynamicScene.from_checkpoint(ckpt["scene"], device=dev)
+    scene.eval()
+    return LoadedRun(run_dir, data_path, cfg, scene, int(ckpt["step"]), bool(ckpt["done"]), dev)
