@@ -82,6 +82,8 @@ def run_case(case: str, device: str, backend: str, repeats: int, warmup: int, th
         if cuda:
             torch.cuda.synchronize()
 
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     fwd, fwd_bwd = [], []
     out = None
     for i in range(warmup + repeats):

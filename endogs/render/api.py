@@ -100,8 +100,8 @@ def render(
     means, quats, scales, opacities, colors = _checked_tensors(snapshot)
     dtype, device = means.dtype, means.device
     C, N = len(cams), means.shape[0]
-    if not (0.0 <= near < far):
-        raise RenderInputError(f"render: need 0 <= near < far, got near={near}, far={far}")
+    if not (0.0 < near < far):
+        raise RenderInputError(f"render: need 0 < near < far, got near={near}, far={far}")
     if eps2d < 0:
         raise RenderInputError(f"render: eps2d must be >= 0, got {eps2d}")
     bg = _background(background, C, dtype, device)  # [C, 3] or None

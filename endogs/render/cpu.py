@@ -145,11 +145,10 @@ def build_tile_layout(
         if V == 0:
             return layout
         cam = torch.div(vid, N, rounding_mode="floor")  # [V]
-        order = torch.argsort(depths.detach().reshape(-1)[vid], stable=True)  # [V]
-        order = order[torch.argsort(cam[order], stable=True)]  # [V] by camera, then depth
-        vid, cam = vid[order], cam[order]  # [V]
-        m = means2d.detach().reshape(-1, 2)[vid]  # [V, 2]
-        r = radii.reshape(-1, 2)[vid].to(m.dtype)  # [V, 2]
+        order = _depth_order(depths.detach().reshape(-1).index_select(0, vid), cam, C)  # [V]
+        vid, cam = vid.index_select(0, order), cam.index_select(0, order)  # [V] by camera, then depth
+        m = means2d.detach().reshape(-1, 2).index_select(0, vid)  # [V, 2]
+        r = radii.reshape(-1, 2).index_select(0, vid).to(m.dtype)  # [V, 2]
         # Pixel columns/rows whose centre lies inside the radius box.
         lo = torch.ceil(m - r - 0.5).clamp_min(0)  # [V, 2]
         lim = torch.tensor([width - 1, height - 1], dtype=m.dtype, device=dev)  # [2]
@@ -159,9 +158,10 @@ def build_tile_layout(
         ny = torch.where((hi >= lo).all(-1), ny, torch.zeros_like(ny))  # [V]
 
         # The alpha >= 1/255 region is the ellipse 0.5 d^T Q d <= tau, tau = ln(255 o).
-        cn = conics.detach().reshape(-1, 3)[vid]  # [V, 3]
-        a, b, c = cn[:, 0], cn[:, 1], cn[:, 2]  # [V]
-        tau2 = 2.0 * (torch.log(opacities.detach().reshape(-1)[vid]) + _LN_255 + _CULL_SLACK)  # [V]
+        cn = conics.detach().reshape(-1, 3).index_select(0, vid)  # [V, 3]
+        a, b, c = cn.t()  # [V] each
+        opa = opacities.detach().reshape(-1).index_select(0, vid)  # [V]
+        tau2 = 2.0 * (torch.log(opa) + _LN_255 + _CULL_SLACK)  # [V]
         tau2 = tau2.clamp_min(0)  # [V]
         det = (a * c - b * b).clamp_min(1e-30)  # [V]
         y_ext = torch.sqrt(tau2 * a / det)  # [V] half height of the ellipse
@@ -218,6 +218,19 @@ def build_tile_layout(
     return layout
 
 
+def _depth_order(d: Tensor, cam: Tensor, n_cameras: int) -> Tensor:
+    """Stable order of entries by (camera, depth); depths are positive (beyond the near plane)."""
+    if d.dtype == torch.float32:  # positive floats sort like their bit patterns
+        key = d.view(torch.int32).long()  # [V] < 2^31
+        if n_cameras > 1:
+            key = key + (cam << 31)
+        return torch.argsort(key, stable=True)
+    order = torch.argsort(d, stable=True)  # [V]
+    if n_cameras > 1:
+        order = order.index_select(0, torch.argsort(cam.index_select(0, order), stable=True))
+    return order
+
+
 def _chunk_ranges(loads: List[int], per_tile: int, max_elems: int) -> List[Tuple[int, int, int]]:
     """Split tiles (sorted by decreasing load) into chunks padded to their first tile's load.
 
@@ -257,12 +270,15 @@ class _Chunk:
     b: Tensor  # [Tc, L]
     c: Tensor  # [Tc, L]
     feat1: Tensor  # [Tc, L, F + 1] features with a trailing 1 (accumulates alpha)
-    nk: Tensor  # [Tc, 6, L] coefficients of -sigma' = ln(o) - sigma over the basis
+    nk: Tensor  # [6, Tc, L] coefficients of -sigma' = ln(o) - sigma over the basis
     may_clamp: bool  # some opacity exceeds 0.999, so alpha may be clamped
 
 
-def _gather_chunk(layout: TileLayout, table: Tensor, s: int, e: int, lmax: int) -> _Chunk:
-    """Gather a chunk's Gaussians from ``table`` [6 + F + 1, C*N] = rows (mx, my, a, b, c, o, feats, 1)."""
+def _gather_chunk(layout: TileLayout, table: Tensor, s: int, e: int, lmax: int, any_clamp: bool = True) -> _Chunk:
+    """Gather a chunk's Gaussians from ``table`` [6 + F + 1, C*N] = rows (mx, my, a, b, c, o, feats, 1).
+
+    ``any_clamp`` False promises that no opacity exceeds 0.999 (so no alpha is ever clamped).
+    """
     dev = table.device
     ts = layout.tile_size
     tiles = layout.tile_ids[s:e]  # [Tc]
@@ -281,10 +297,10 @@ def _gather_chunk(layout: TileLayout, table: Tensor, s: int, e: int, lmax: int) 
     agx, bgy = a * gx, b * gy  # [Tc, L]
     bgx, cgy = b * gx, c * gy  # [Tc, L]
     nk0 = torch.log(opa) - 0.5 * (agx * gx + cgy * gy) - bgx * gy  # [Tc, L]
-    nk = torch.stack([nk0, agx + bgy, bgx + cgy, -0.5 * a, -0.5 * c, -b], dim=1)  # [Tc, 6, L]
-    nk.masked_fill_(pad[:, None, :], 0.0)
-    nk[:, 0].masked_fill_(pad, _PAD_LOGALPHA)
-    may_clamp = bool((opa > ALPHA_MAX).any())
+    nk = torch.stack([nk0, agx + bgy, bgx + cgy, -0.5 * a, -0.5 * c, -b], dim=0)  # [6, Tc, L]
+    nk.masked_fill_(pad[None], 0.0)
+    nk[0].masked_fill_(pad, _PAD_LOGALPHA)
+    may_clamp = any_clamp and bool((opa > ALPHA_MAX).any())
     feat1 = g[6:].permute(1, 2, 0).contiguous()  # [Tc, L, F+1]
     return _Chunk(tiles, gid, gx, gy, a, b, c, feat1, nk, may_clamp)
 
@@ -297,7 +313,9 @@ def _composite(basis: Tensor, ch: _Chunk) -> Tuple[Tensor, Tensor, Optional[Tens
         ``w`` [Tc, P, L]: compositing weights ``alpha * T_before``; ``clamped`` [Tc, P, L] bool
         (alpha clamped at 0.999) or None when no opacity in the chunk exceeds 0.999.
     """
-    alpha = torch.matmul(basis, ch.nk)  # [Tc, P, L] ln(o) - sigma
+    _, Tc, L = ch.nk.shape
+    P = basis.shape[0]
+    alpha = torch.bmm(basis.expand(Tc, P, 6), ch.nk.permute(1, 0, 2))  # [Tc, P, L] ln(o) - sigma
     alpha.exp_()  # [Tc, P, L] o * exp(-sigma)
     threshold_(alpha, ALPHA_THRESHOLD, 0.0)  # skip alpha < 1/255
     clamped = None
@@ -309,7 +327,6 @@ def _composite(basis: Tensor, ch: _Chunk) -> Tuple[Tensor, Tensor, Optional[Tens
     trans.cumprod_(-1)  # [Tc, P, L] transmittance after each Gaussian
     # A pixel stops before the Gaussian that would take T to <= 1e-4. T only decreases, so only
     # pixels whose final T is that low need fixing: zero r from the stopping Gaussian on.
-    L = trans.shape[-1]
     stopped = (trans[..., -1] <= T_STOP).reshape(-1).nonzero().squeeze(1)  # [R]
     if stopped.numel():
         rows = r.view(-1, L)
@@ -362,12 +379,13 @@ class _RasterizeTiles(torch.autograd.Function):
         keep = layout.padded_elems * 2 * feats.element_size() <= save_limit_bytes
         saved = []
         if layout.chunks:
-            table = _make_table(means2d, conics, feats, opacities)  # [C*N, Q]
+            table = _make_table(means2d, conics, feats, opacities)  # [Q, C*N]
             basis = _tile_basis(ts, feats.dtype, feats.device)  # [P, 6]
+            any_clamp = bool((opacities > ALPHA_MAX).any())
             for s, e, lmax in layout.chunks:
-                ch = _gather_chunk(layout, table, s, e, lmax)
+                ch = _gather_chunk(layout, table, s, e, lmax, any_clamp)
                 r, w, clamped = _composite(basis, ch)  # [Tc, P, L]
-                buf[ch.tiles] = torch.matmul(w, ch.feat1)  # [Tc, P, F+1]
+                buf.index_copy_(0, ch.tiles, torch.matmul(w, ch.feat1))  # [Tc, P, F+1] per tile
                 if keep:
                     saved.append((ch, r, w, clamped))
         ctx.layout = layout
@@ -391,14 +409,15 @@ class _RasterizeTiles(torch.autograd.Function):
             basis = _tile_basis(layout.tile_size, feats.dtype, feats.device)  # [P, 6]
             basis_t = basis.t().contiguous()  # [6, P]
             table = _make_table(means2d, conics, feats, opacities) if saved is None else None
+            any_clamp = bool((opacities > ALPHA_MAX).any())
             for i, (s, e, lmax) in enumerate(layout.chunks):
                 if saved is None:
-                    ch = _gather_chunk(layout, table, s, e, lmax)
+                    ch = _gather_chunk(layout, table, s, e, lmax, any_clamp)
                     r, w, clamped = _composite(basis, ch)  # [Tc, P, L]
                 else:
                     ch, r, w, clamped = saved[i]
                     saved[i] = None  # free as we go
-                gout = gbuf[ch.tiles]  # [Tc, P, F+1]
+                gout = gbuf.index_select(0, ch.tiles)  # [Tc, P, F+1]
                 gfeat = torch.matmul(gout.transpose(1, 2), w)  # [Tc, F+1, L]
                 wg = torch.matmul(gout, ch.feat1.transpose(1, 2)).mul_(w)  # [Tc, P, L] w * dL/dw
                 suffix = torch.cumsum(wg, dim=-1)  # [Tc, P, L]
@@ -425,8 +444,8 @@ class _RasterizeTiles(torch.autograd.Function):
                 grads.index_add_(1, gid, part)
                 if gabs is not None:
                     # Per pixel, dsigma/dmx = a (gx - u) + b (gy - v), dsigma/dmy = b (gx - u) + c (gy - v).
-                    kx = torch.stack([ch.nk[:, 1], ch.nk[:, 3] * 2, ch.nk[:, 5]], 1)  # [Tc, 3, L]
-                    ky = torch.stack([ch.nk[:, 2], ch.nk[:, 5], ch.nk[:, 4] * 2], 1)  # [Tc, 3, L]
+                    kx = torch.stack([ch.nk[1], ch.nk[3] * 2, ch.nk[5]], 1)  # [Tc, 3, L]
+                    ky = torch.stack([ch.nk[2], ch.nk[5], ch.nk[4] * 2], 1)  # [Tc, 3, L]
                     ax = (torch.matmul(basis[:, :3], kx) * gsig).abs_().sum(1)  # [Tc, L]
                     ay = (torch.matmul(basis[:, :3], ky) * gsig).abs_().sum(1)  # [Tc, L]
                     gabs.index_add_(1, gid, torch.stack([ax, ay], 0).view(2, Tc * L))
