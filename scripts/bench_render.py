@@ -65,7 +65,9 @@ def make_camera(width: int, height: int):
     return pinhole_camera(width, height)
 
 
-def run_case(case: str, device: str, backend: str, repeats: int, warmup: int, threads: int) -> Dict:
+def run_case(
+    case: str, device: str, backend: str, repeats: int, warmup: int, threads: int, tile_size: int = 0
+) -> Dict:
     """Time one case in this process and return its JSON record."""
     import torch
 
@@ -91,7 +93,7 @@ def run_case(case: str, device: str, backend: str, repeats: int, warmup: int, th
             p.grad = None
         sync()
         t0 = time.perf_counter()
-        out = render(snap, cam, backend=backend)
+        out = render(snap, cam, backend=backend, **({"tile_size": tile_size} if tile_size > 0 else {}))
         sync()
         t1 = time.perf_counter()
         (out.rgb.sum() + out.depth.sum()).backward()
@@ -116,6 +118,8 @@ def run_case(case: str, device: str, backend: str, repeats: int, warmup: int, th
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "tile_size": out.info.get("tile_size"),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "visible": int((out.info["radii"] > 0).all(-1).sum()),
         "coverage": round(float((out.alpha > 0.5).float().mean()), 3),
     }
@@ -135,6 +139,7 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--tile-size", type=int, default=0, help="PyTorch rasterizer tile edge (0: its default)")
     ap.add_argument(
         "--in-process", action="store_true", help="run all cases in this process (peak RSS is then cumulative)"
     )
@@ -154,7 +159,7 @@ def main(argv: List[str] | None = None) -> int:
     for case in cases:
         if args.in_process or len(cases) == 1:
             try:
-                rec = run_case(case, device, args.backend, args.repeats, args.warmup, args.threads)
+                rec = run_case(case, device, args.backend, args.repeats, args.warmup, args.threads, args.tile_size)
             except Exception as exc:  # report and carry on with the other cases
                 rec = {"case": case, "device": device, "error": f"{type(exc).__name__}: {exc}"}
             line = json.dumps(rec)
@@ -162,6 +167,7 @@ def main(argv: List[str] | None = None) -> int:
             cmd = [
                 sys.executable, __file__, "--cases", case, "--device", device, "--backend", args.backend,
                 "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--threads", str(args.threads),
+                "--tile-size", str(args.tile_size),
             ]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

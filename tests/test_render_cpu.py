@@ -425,6 +425,7 @@ def test_bad_arguments_raise_value_errors(monkeypatch):
         dict(background=(1.0, 2.0)),
         dict(background=[[0.0, 0.0, 0.0]] * 3),
         dict(near=1.0, far=0.5),
+        dict(near=0.0),
     ]
     for kw in cases:
         with pytest.raises(ValueError) as ei:
@@ -436,6 +437,8 @@ def test_bad_arguments_raise_value_errors(monkeypatch):
         render(snap, [])
     with pytest.raises(ValueError):
         render(snap.with_(colors=snap.colors.double()), cam)
+    with pytest.raises(ValueError):
+        render(snap.to(dtype=torch.float16), cam)
 
 
 def test_outputs_follow_snapshot_dtype():

@@ -175,8 +175,8 @@ def _as_camera_list(cameras: Union[Camera, Sequence[Camera]]) -> List[Camera]:
 def _checked_tensors(s: Snapshot) -> List[Tensor]:
     named = [("means", s.means), ("quats", s.quats), ("scales", s.scales), ("opacities", s.opacities), ("colors", s.colors)]
     dtype, device = s.means.dtype, s.means.device
-    if not dtype.is_floating_point:
-        raise RenderInputError(f"render: snapshot tensors must be floating point, got {dtype}")
+    if dtype not in (torch.float32, torch.float64):
+        raise RenderInputError(f"render: snapshot tensors must be float32 or float64, got {dtype}")
     for name, t in named:
         if t.dtype != dtype or t.device != device:
             raise RenderInputError(

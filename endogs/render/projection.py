@@ -117,17 +117,19 @@ def project_gaussians(
         The :class:`Projection` of every (camera, Gaussian) pair.
     """
     C, N = viewmats.shape[0], means.shape[0]
+    # Internally everything is laid out with the Gaussian axis last ([C, ..., N]): elementwise
+    # ops and their autograd are then contiguous, which matters at 100k+ Gaussians.
     Rc = viewmats[:, :3, :3]  # [C, 3, 3]
-    t = viewmats[:, :3, 3]  # [C, 3]
-    means_c = (Rc @ means.t()).transpose(1, 2) + t[:, None, :]  # [C, N, 3]
+    t = viewmats[:, :3, 3:]  # [C, 3, 1]
+    x, y, z = (Rc @ means.t() + t).unbind(1)  # [C, N] each: camera-space position
     # Camera-space axes of each Gaussian: W = Rc R, so that Sigma_c = W diag(s^2) W^T.
-    R = quat_to_rotmat(quats)  # [N, 3, 3]
-    Wc = (Rc @ R.permute(1, 0, 2).reshape(3, N * 3)).reshape(C, 3, N, 3)  # [C, 3(i), N, 3(k)]
-    w0, w1, w2 = Wc.unbind(1)  # [C, N, 3] each: rows of W
-    x, y, z = means_c.unbind(-1)  # [C, N] each
+    R = _rotmat_rows(quats)  # [3(i), 3(k), N]
+    Wc = (Rc @ R.reshape(3, 3 * N)).view(C, 3, 3, N)  # [C, 3(i), 3(k), N]
+    w0, w1, w2 = Wc.unbind(1)  # [C, 3(k), N] each: rows of W
     in_depth = (z >= near) & (z <= far)  # [C, N]
     # A safe depth for culled entries keeps every intermediate (and its gradient) finite.
-    zs = torch.where(in_depth, z, torch.ones_like(z))  # [C, N]
+    keep_z = in_depth.to(z.dtype)  # [C, N]
+    zs = z * keep_z + (1.0 - keep_z)  # [C, N]
     fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]  # [C, 1]
     cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]  # [C, 1]
     tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy  # [C, 1]
@@ -136,21 +138,23 @@ def project_gaussians(
     lim_yp = (height - cy) / fy + 0.3 * tan_fovy  # [C, 1]
     lim_yn = cy / fy + 0.3 * tan_fovy  # [C, 1]
     rz = 1.0 / zs  # [C, N]
-    tx = zs * torch.maximum(torch.minimum(x * rz, lim_xp), -lim_xn)  # [C, N]
-    ty = zs * torch.maximum(torch.minimum(y * rz, lim_yp), -lim_yn)  # [C, N]
-    # EWA: cov2d = J Sigma_c J^T with J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]].
+    u, v = x * rz, y * rz  # [C, N] normalised image coordinates
+    # EWA: cov2d = J Sigma_c J^T with J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]], where
+    # (tx, ty) is the position clamped to 1.3x the field of view (gsplat's persp_proj).
     j00, j11 = fx * rz, fy * rz  # [C, N]
-    j02, j12 = -fx * tx * rz * rz, -fy * ty * rz * rz  # [C, N]
-    A0 = (j00[..., None] * w0 + j02[..., None] * w2) * scales  # [C, N, 3] row 0 of J W diag(s)
-    A1 = (j11[..., None] * w1 + j12[..., None] * w2) * scales  # [C, N, 3] row 1
-    c00 = (A0 * A0).sum(-1) + eps2d  # [C, N]
-    c11 = (A1 * A1).sum(-1) + eps2d  # [C, N]
-    c01 = (A0 * A1).sum(-1)  # [C, N]
+    j02 = -j00 * torch.maximum(torch.minimum(u, lim_xp), -lim_xn)  # [C, N]
+    j12 = -j11 * torch.maximum(torch.minimum(v, lim_yp), -lim_yn)  # [C, N]
+    st = scales.t()  # [3, N]
+    A0 = (j00[:, None] * w0 + j02[:, None] * w2) * st  # [C, 3, N] row 0 of J W diag(s)
+    A1 = (j11[:, None] * w1 + j12[:, None] * w2) * st  # [C, 3, N] row 1
+    c00 = (A0 * A0).sum(1) + eps2d  # [C, N]
+    c11 = (A1 * A1).sum(1) + eps2d  # [C, N]
+    c01 = (A0 * A1).sum(1)  # [C, N]
     det = c00 * c11 - c01 * c01  # [C, N]
     det_ok = det > 0  # [C, N]
-    det_s = torch.where(det_ok, det, torch.ones_like(det))  # [C, N]
-    conics = torch.stack([c11 / det_s, -c01 / det_s, c00 / det_s], dim=-1)  # [C, N, 3]
-    means2d = torch.stack([fx * x * rz + cx, fy * y * rz + cy], dim=-1)  # [C, N, 2]
+    keep_d = det_ok.to(det.dtype)  # [C, N]
+    inv_det = keep_d / (det * keep_d + (1.0 - keep_d))  # [C, N] 0 where culled
+    mx, my = fx * u + cx, fy * v + cy  # [C, N]
 
     with torch.no_grad():
         opa = opacities.detach()[None, :].expand_as(z)  # [C, N]
@@ -159,24 +163,34 @@ def project_gaussians(
         extend = extend.clamp(max=MAX_EXTEND)  # [C, N]
         rx = torch.ceil(extend * torch.sqrt(c00.detach().clamp_min(0)))  # [C, N]
         ry = torch.ceil(extend * torch.sqrt(c11.detach().clamp_min(0)))  # [C, N]
-        m2 = means2d.detach()  # [C, N, 2]
-        inside = (
-            (m2[..., 0] + rx > 0)
-            & (m2[..., 0] - rx < width)
-            & (m2[..., 1] + ry > 0)
-            & (m2[..., 1] - ry < height)
-        )  # [C, N]
+        mxd, myd = mx.detach(), my.detach()  # [C, N]
+        inside = (mxd + rx > 0) & (mxd - rx < width) & (myd + ry > 0) & (myd - ry < height)  # [C, N]
         valid = in_depth & det_ok & opa_ok & ((rx > 0) | (ry > 0)) & inside  # [C, N]
-        finite = torch.isfinite(rx) & torch.isfinite(ry) & torch.isfinite(m2).all(-1)  # [C, N]
-        valid &= finite
-        radii = torch.stack([rx, ry], dim=-1)  # [C, N, 2]
-        radii = torch.where(valid[..., None], radii, torch.zeros_like(radii)).to(torch.int32)
+        valid &= torch.isfinite(rx) & torch.isfinite(ry) & torch.isfinite(mxd) & torch.isfinite(myd)
+        vf = valid.to(z.dtype)  # [C, N]
+        radii = torch.stack([rx * vf, ry * vf], dim=-1).to(torch.int32)  # [C, N, 2]
 
-    v = valid[..., None]  # [C, N, 1]
-    means2d = torch.where(v, means2d, torch.zeros_like(means2d))  # [C, N, 2]
-    conics = torch.where(v, conics, torch.zeros_like(conics))  # [C, N, 3]
-    depths = torch.where(valid, z, torch.zeros_like(z))  # [C, N]
+    # Culled entries are zero, as gsplat leaves them.
+    vi = vf * inv_det  # [C, N]
+    conics = torch.stack([c11 * vi, -c01 * vi, c00 * vi], dim=-1)  # [C, N, 3]
+    means2d = torch.stack([mx * vf, my * vf], dim=-1)  # [C, N, 2]
+    depths = z * vf  # [C, N]
     return Projection(means2d=means2d, conics=conics, depths=depths, radii=radii)
+
+
+def _rotmat_rows(quats: Tensor) -> Tensor:
+    """Rotation matrices of wxyz quaternions [N, 4], laid out [3 (row), 3 (column), N]."""
+    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [N, 4]
+    w, x, y, z = q.t()  # [N] each
+    xx, yy, zz = x * x, y * y, z * z
+    xy, xz, yz = x * y, x * z, y * z
+    wx, wy, wz = w * x, w * y, w * z
+    rows = [
+        1 - 2 * (yy + zz), 2 * (xy - wz), 2 * (xz + wy),
+        2 * (xy + wz), 1 - 2 * (xx + zz), 2 * (yz - wx),
+        2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy),
+    ]  # fmt: skip
+    return torch.stack(rows, dim=0).view(3, 3, -1)  # [3, 3, N]
 
 
 def max_extend(opacity: float) -> float:
