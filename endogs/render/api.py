@@ -43,8 +43,8 @@ class RenderOutput:
         rgb: [C, H, W, 3] colour, background blended in as ``rgb + (1 - alpha) * background``.
         depth: [C, H, W, 1] expected z-depth ``sum(w z) / sum(w)`` (0 where nothing is drawn).
         alpha: [C, H, W, 1] accumulated opacity.
-        info: gsplat's ``meta`` dict (``packed=False``): ``means2d`` [C, N, 2] (call
-            ``retain_grad()`` or use ``DefaultStrategy.step_pre_backward``), ``radii`` [C, N, 2]
+        info: gsplat's ``meta`` dict (``packed=False``): ``means2d`` [C, N, 2] (its ``.grad`` is
+            retained, so it is set after backward when the snapshot needs grad), ``radii`` [C, N, 2]
             int32, ``depths`` [C, N], ``conics`` [C, N, 3], ``opacities`` [C, N], ``width``,
             ``height``, ``n_cameras``, ``gaussian_ids`` (None), ``backend`` and more.
         backend: ``"cpu"`` or ``"gsplat"``, the backend that drew the images.
@@ -116,6 +116,7 @@ def render(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height,
             snapshot.sh_degree, bg, near, far, eps2d, absgrad,
         )  # fmt: skip
+        _retain_means2d_grad(info)
         return RenderOutput(rgb=rgb, depth=depth, alpha=alpha, info=info, backend="gsplat")
 
     proj = project_gaussians(
@@ -156,7 +157,15 @@ def render(
         "tile_height": layout.tiles_y,
         "n_isects": layout.n_pairs,
     }
+    _retain_means2d_grad(info)
     return RenderOutput(rgb=rgb, depth=depth, alpha=alpha, info=info, backend="cpu")
+
+
+def _retain_means2d_grad(info: Dict[str, Any]) -> None:
+    """Keep ``info["means2d"].grad`` after backward (what densification reads), when it has one."""
+    m2 = info.get("means2d")
+    if isinstance(m2, Tensor) and m2.requires_grad:
+        m2.retain_grad()
 
 
 def _as_camera_list(cameras: Union[Camera, Sequence[Camera]]) -> List[Camera]:
