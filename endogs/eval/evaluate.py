@@ -1,0 +1,444 @@
+"""Evaluate a trained run: render the chosen frames, compute every metric variant, time rendering,
+compare with trivial baselines; :mod:`endogs.eval.report` writes the files.
+
+>>> result = evaluate_run("outputs/runs/pulling", EvalOptions(split="test"))
+>>> result.summary["model"]["psnr"], result.out_dir
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import cv2
+import numpy as np
+import torch
+
+from endogs.errors import ConfigError, DataError
+from endogs.eval import metrics as M
+from endogs.eval.baselines import BASELINES, BEAT_MARGIN_DB, baseline_images, nearest, neighbours, train_mean
+from endogs.eval.lpips import LPIPSStatus, load_lpips, min_size_ok
+from endogs.eval.protocol import SPLIT_RULES, Protocol, eval_indices, resolve_protocol
+
+METHODS = ("model",) + tuple(BASELINES)
+FRAME_METRICS = ("psnr", "psnr_legacy", "psnr_full", "ssim", "ssim_masked", "lpips")
+EVAL_FORMAT_VERSION = 1
+
+PSNR_VARIANTS = {
+    "psnr": "true masked PSNR: MSE over tissue pixels only, sum(m*(r-g)^2)/(3*sum(m)), per frame, then averaged "
+            "(EndoSurf, EndoGS, EndoGaussian PSNR*)",
+    "psnr_legacy": "PSNR of mask-multiplied images over all pixels, tool pixels count as zero error, per frame, then "
+                   "averaged (EndoGaussian PSNR, Deform3DGS, SurgicalGaussian, Endo-4DGS; inflated by about "
+                   "10*log10(1/tissue fraction) dB)",
+    "psnr_full": "PSNR over all pixels of the unmasked images",
+    "psnr_pooled": "one tissue-pixel MSE pooled over all evaluated frames (EndoGS eval_rgb.py)",
+    "psnr_legacy_pooled": "one MSE over all pixels of all mask-multiplied frames (EndoNeRF eval_rgb.py)",
+}
+SSIM_PROTOCOL = {
+    "ssim": "mean SSIM of the mask-multiplied images (pytorch-msssim; 11x11 Gaussian window, sigma 1.5, K=(0.01, 0.03), "
+            "data range 1, valid region), per frame, then averaged; tool pixels score 1",
+    "ssim_masked": "the same SSIM map (torchmetrics) averaged over tissue pixels of the valid region only",
+}
+
+
+@dataclass
+class EvalOptions:
+    """What to evaluate and what to write (see :func:`endogs.eval.cli.eval_run` for the meanings)."""
+
+    split: str = "test"
+    protocol: str = "auto"
+    lpips_weights: Optional[Path] = None
+    device: str = "auto"
+    data: Optional[Path] = None
+    output: Optional[Path] = None
+    images: bool = True
+    video: bool = True
+    plots: bool = True
+    fps_warmup: int = 3
+    fps_min_time: float = 2.0
+    fps_max_renders: int = 2000
+    video_fps: float = 10.0
+
+
+@dataclass
+class EvalResult:
+    run_dir: Path
+    out_dir: Path
+    report: dict[str, Any]  # the content of metrics.json
+    per_frame: list[dict[str, Any]]
+    renders: dict[int, np.ndarray] = field(default_factory=dict)  # eval frame -> rgb [H,W,3] float32
+    depths: dict[int, np.ndarray] = field(default_factory=dict)  # eval frame -> rendered depth [H,W]
+
+    @property
+    def summary(self) -> dict[str, dict[str, Any]]:
+        return self.report["metrics"]
+
+
+# ------------------------------------------------------------------------------------ opening runs
+def open_run(run_dir: Path, device: str = "auto", data_path: Optional[Path] = None):
+    """(LoadedRun, dataset Scene, log records) with one-line errors that name the path and the fix."""
+    from endogs import __version__
+    from endogs.train.checkpoint import CHECKPOINT_VERSION
+    from endogs.train.trainer import CKPT_FILE, RUN_FILE, load_data, load_run
+
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise DataError("no such run folder; train one first (endogs train DATA --output RUN)", run_dir)
+    if not run_dir.is_dir():
+        raise DataError("expected a run folder (with run.yaml and checkpoint.pt), got a file", run_dir)
+    if not (run_dir / RUN_FILE).is_file():
+        raise DataError(f"not an endogs run folder (no {RUN_FILE}); train one first (endogs train DATA --output RUN)", run_dir)
+    ckpt_path = run_dir / CKPT_FILE
+    if not ckpt_path.is_file():
+        raise DataError(f"no {CKPT_FILE}: this run never saved a checkpoint; resume it (endogs train --resume {run_dir}) "
+                        "or train again", run_dir)
+    try:
+        run = load_run(run_dir, device)
+    except ConfigError as exc:
+        if "device" in str(exc):
+            raise
+        raise DataError(f"{RUN_FILE} does not match this endogs {__version__} ({exc}); retrain the run with this "
+                        "version or use the version that wrote it", run_dir / RUN_FILE) from None
+    except DataError:
+        version = _peek_version(ckpt_path)
+        if version is None:
+            raise DataError("checkpoint is corrupt or not an endogs checkpoint; resume (endogs train --resume RUN) "
+                            "or retrain", ckpt_path) from None
+        raise DataError(f"checkpoint format version {version!r} is incompatible with endogs {__version__} (reads version "
+                        f"{CHECKPOINT_VERSION}); retrain the run with this version or evaluate it with the endogs "
+                        "version that wrote it", ckpt_path) from None
+    except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"checkpoint is incompatible with endogs {__version__} ({first}); retrain the run with this "
+                        "version or evaluate it with the endogs version that wrote it", ckpt_path) from None
+
+    path = Path(data_path) if data_path is not None else run.data_path
+    if not path.exists():
+        if data_path is None:
+            raise DataError("the run's scene folder is gone (moved or deleted?); pass --data NEW_PATH to evaluate "
+                            "against the scene at its new place", path)
+        raise DataError("no such scene folder", path)
+    data = load_data(path, run.config)
+    n_model = int(getattr(run.scene, "n_frames", len(data)))
+    if len(data) != n_model:
+        raise DataError(f"the scene has {len(data)} frames but the run was trained on {n_model}; point --data at the "
+                        "scene this run was trained on", path)
+    return run, data, run.log()
+
+
+def _peek_version(path: Path) -> Optional[Any]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    return ckpt.get("version", "missing") if isinstance(ckpt, dict) else None
+
+
+def trained_split(log: list[dict], data, run_dir: Path) -> tuple[list[int], list[int]]:
+    """The (train, test) frames the run's log says it used, checked against the dataset's split."""
+    init = next((r for r in log if r.get("event") == "init"), None)
+    if init is None or "train_indices" not in init:
+        raise DataError("log.jsonl has no init record listing the training frames, so the evaluation cannot verify "
+                        "that test frames were never trained on; retrain the run with this endogs version",
+                        Path(run_dir) / "log.jsonl")
+    train, test = [int(i) for i in init["train_indices"]], [int(i) for i in init.get("test_indices", [])]
+    if sorted(train) != sorted(data.train_indices) or sorted(test) != sorted(data.test_indices):
+        raise DataError(f"the scene's split (train {len(data.train_indices)} / test {len(data.test_indices)} frames) differs "
+                        f"from the one the run trained with ({len(train)} / {len(test)}); evaluate against the scene and "
+                        "split the run was trained on", data.root)
+    if data.split != "all" and set(train) & set(test):
+        raise DataError(f"the run trained on test frames {sorted(set(train) & set(test))}", Path(run_dir) / "log.jsonl")
+    return train, test
+
+
+# ------------------------------------------------------------------------------------ frame access
+class FrameSource:
+    """Dataset frames at the evaluation resolution (the training resolution: ``data.downscale``)."""
+
+    def __init__(self, data, downscale: float = 1.0):
+        self.data = data
+        self.downscale = float(downscale)
+        cam = data.frames[0].camera
+        if self.downscale > 1:
+            self.size = (int(round(cam.width / self.downscale)), int(round(cam.height / self.downscale)))
+        else:
+            self.size = (cam.width, cam.height)
+        self.image = lru_cache(maxsize=24)(self._image)
+
+    def _resize(self, a: Optional[np.ndarray], interp: int) -> Optional[np.ndarray]:
+        if a is None or self.downscale <= 1:
+            return a
+        return cv2.resize(a, self.size, interpolation=interp)
+
+    def camera(self, i: int):
+        cam = self.data.frames[i].camera
+        return cam.resized(*self.size) if self.downscale > 1 else cam
+
+    def _image(self, i: int) -> np.ndarray:
+        img = self.data.frames[i].image
+        return np.ascontiguousarray(self._resize(img, cv2.INTER_AREA), dtype=np.float32)
+
+    def mask(self, i: int) -> np.ndarray:
+        m = self.data.frames[i].eval_mask
+        if m is None:
+            return np.ones(self.size[::-1], bool)
+        return self._resize(m.astype(np.uint8), cv2.INTER_NEAREST).astype(bool)
+
+    def gt_depth(self, i: int) -> Optional[np.ndarray]:
+        f = self.data.frames[i]
+        return self._resize(f.gt_depth, cv2.INTER_NEAREST) if f.has_gt_depth else None
+
+    def input_depth(self, i: int) -> Optional[np.ndarray]:
+        f = self.data.frames[i]
+        return self._resize(f.depth, cv2.INTER_NEAREST) if f.has_depth else None
+
+
+# ------------------------------------------------------------------------------------ rendering
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def render_frame(scene, t: float, camera, background=None) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb [H,W,3] float32 clipped to [0,1], expected depth [H,W] float32) of the model at time t."""
+    from endogs.render import render
+
+    out = render(scene.at(t), camera, background=background)
+    rgb = out.rgb[0].clamp(0, 1).float().cpu().numpy()
+    depth = out.depth[0, ..., 0].float().cpu().numpy()
+    return rgb, depth
+
+
+@torch.no_grad()
+def measure_fps(scene, jobs: list[tuple[float, Any]], device: torch.device, background=None, warmup: int = 3,
+                min_time: float = 2.0, max_renders: int = 2000) -> dict[str, Any]:
+    """Rendering speed of the deforming model: ``scene.at(t)`` + rasterization per frame, device
+    synchronised before and after, warm-up renders excluded, cycling over ``jobs`` (time, camera)
+    until ``min_time`` seconds (or ``max_renders``) have passed."""
+    from endogs.render import render
+
+    if not jobs:
+        return {"fps": None, "renders": 0}
+    for k in range(max(0, warmup)):
+        t, cam = jobs[k % len(jobs)]
+        render(scene.at(t), cam)
+    sync(device)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        for t, cam in jobs:
+            out = render(scene.at(t), cam, background=background)
+            n += 1
+        sync(device)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time or n >= max_renders:
+            break
+    del out
+    return {"fps": n / elapsed, "renders": n, "seconds": elapsed, "warmup_renders": max(0, warmup),
+            "includes": "deformation (scene.at(t)) + rasterization; excludes metric computation and copies to host",
+            "synchronised": device.type == "cuda", "device": device.type}
+
+
+# ------------------------------------------------------------------------------------ the evaluation
+def evaluate_run(run_dir: Path, options: Optional[EvalOptions] = None,
+                 log: Callable[[str], None] = lambda s: None) -> EvalResult:
+    """Evaluate a run and write its report folder (``RUN/eval_<split>`` unless ``options.output``)."""
+    from endogs.eval import report as R
+
+    opt = options or EvalOptions()
+    if opt.split not in ("test", "train", "all"):
+        raise ConfigError(f"unknown split {opt.split!r}; choose test, train or all")
+    if opt.fps_min_time < 0 or opt.fps_warmup < 0:
+        raise ConfigError("fps_min_time and fps_warmup must be >= 0")
+    run_dir = Path(run_dir)
+    run, data, records = open_run(run_dir, opt.device, opt.data)
+    train, test = trained_split(records, data, run_dir)
+    protocol = resolve_protocol(opt.protocol, data)
+    frames = eval_indices(protocol, opt.split, len(data), train, test)
+    if not frames:
+        raise ConfigError(f"split {opt.split!r} under protocol {protocol.name} leaves no frame to evaluate", run_dir)
+    if opt.split == "test" and data.split != "all":
+        assert set(frames) == set(test) - set(range(protocol.start_index)) and not set(frames) & set(train)
+    out_dir = Path(opt.output) if opt.output is not None else run_dir / f"eval_{opt.split}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    cfg = run.config
+    src = FrameSource(data, cfg.data.downscale)
+    W, H = src.size
+    lpips_net, lpips_status = load_lpips(opt.lpips_weights, run.device)
+    if lpips_net is not None and not min_size_ok(H, W):
+        lpips_net, lpips_status = None, LPIPSStatus(False, f"images of {W}x{H} px are too small for AlexNet (>= 31 px)")
+    background = cfg.background
+    depth_kind = "gt" if data.has_gt_depth else None
+
+    log(f"evaluating {len(frames)} {opt.split} frames of {run_dir} ({protocol.name}, {W}x{H}, {run.device.type})")
+    means_train = train_mean([j for j in train], src.image)
+    per_frame: list[dict[str, Any]] = []
+    renders: dict[int, np.ndarray] = {}
+    depths: dict[int, np.ndarray] = {}
+    for i in frames:
+        f = data.frames[i]
+        gt, mask = src.image(i), src.mask(i)
+        rgb, depth = render_frame(run.scene, f.time, src.camera(i), background)
+        renders[i], depths[i] = rgb, depth
+        base = {"frame": i, "name": f.name, "time": round(f.time, 6)}
+        rec = {"method": "model", **base, **M.image_metrics(rgb, gt, mask, lpips_net)}
+        gtd = src.gt_depth(i)
+        if gtd is not None:
+            d = M.depth_errors(depth, gtd, mask)
+            rec.update(depth_rmse=d["rmse"], depth_absrel=d["absrel"], depth_pixels=d["n"])
+        ind = src.input_depth(i)
+        if ind is not None:
+            d = M.depth_errors(depth, ind, mask)
+            rec.update(input_depth_rmse=d["rmse"], input_depth_absrel=d["absrel"])
+        per_frame.append(rec)
+        nb, na = neighbours(train, i)
+        sources = {"nearest_train": str(nearest(train, i)), "neighbour_mean": "+".join(str(j) for j in (nb, na) if j is not None),
+                   "train_mean": f"{len(train)} frames"}
+        for name, img in baseline_images(i, train, src.image, means_train).items():
+            if img is None:
+                continue
+            per_frame.append({"method": name, **base, "source_frames": sources[name],
+                              **M.image_metrics(img.astype(np.float32), gt, mask, lpips_net)})
+
+    summary = summarize(per_frame)
+    timing = measure_fps(run.scene, [(data.frames[i].time, src.camera(i)) for i in frames], run.device, background,
+                         opt.fps_warmup, opt.fps_min_time, opt.fps_max_renders)
+    timing["resolution"] = [W, H]
+    timing["num_gaussians"] = run.scene.num_gaussians
+    done = next((r for r in reversed(records) if r.get("event") == "done"), None)
+    training = {
+        "finished": bool(run.done),
+        "step": run.step,
+        "iterations": cfg.iterations,
+        "train_time_s": None if done is None else done.get("train_time_s"),
+        "train_time_includes": "initialisation (data loading, depth-prior point cloud) + optimisation, wall clock",
+        "peak_memory_mb": None if done is None else done.get("peak_memory_mb"),
+        "peak_memory_kind": None if done is None else ("CUDA max allocated" if done.get("device") == "cuda" else "process max RSS"),
+        "num_gaussians": run.scene.num_gaussians,
+        "device": None if done is None else done.get("device"),
+    }
+    verdict = make_verdict(summary, opt.split, data.split)
+    report = {
+        "endogs_eval_format": EVAL_FORMAT_VERSION,
+        "run": str(run_dir.resolve()),
+        "data": str(Path(data.root).resolve()),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "protocol": protocol_record(protocol, data, opt.split, frames, train, test, cfg, src, lpips_status, depth_kind),
+        "metrics": summary,
+        "depth": depth_summary(per_frame, data, depth_kind),
+        "timing": {"render": timing, "training": training},
+        "verdict": verdict,
+        "environment": R.environment(run.device),
+    }
+    result = EvalResult(run_dir, out_dir, report, per_frame, renders, depths)
+    R.write_report(result, src, run, data, opt, log)
+    return result
+
+
+def summarize(per_frame: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method: mean over frames of every per-frame metric, the pooled PSNRs and the frame count."""
+    out: dict[str, dict[str, Any]] = {}
+    for method in METHODS:
+        rows = [r for r in per_frame if r["method"] == method]
+        if not rows:
+            continue
+        s: dict[str, Any] = {"frames": len(rows)}
+        for k in FRAME_METRICS + ("depth_rmse", "depth_absrel", "input_depth_rmse", "input_depth_absrel", "tissue_fraction"):
+            vals = [r[k] for r in rows if r.get(k) is not None and math.isfinite(r[k])]
+            if vals or k in FRAME_METRICS:
+                s[k] = float(np.mean(vals)) if vals else None
+        s.update(M.pooled_psnr(rows))
+        out[method] = s
+    return out
+
+
+def depth_summary(per_frame: list[dict], data, kind: Optional[str]) -> dict[str, Any]:
+    rows = [r for r in per_frame if r["method"] == "model"]
+    unit = data.depth_unit
+    out: dict[str, Any] = {"unit": unit}
+    if kind == "gt":
+        v = [r for r in rows if r.get("depth_rmse") is not None and math.isfinite(r["depth_rmse"])]
+        out.update(available=True, reference="ground-truth depth", pixels="gt depth > 0 and evaluation mask (tissue); "
+                   "rendered depth 0 (nothing drawn) counts as error",
+                   rmse=float(np.mean([r["depth_rmse"] for r in v])) if v else None,
+                   absrel=float(np.mean([r["depth_absrel"] for r in v])) if v else None,
+                   aggregation="per frame, then averaged")
+    else:
+        out.update(available=False, reason="the dataset has no ground-truth depth")
+    v = [r for r in rows if r.get("input_depth_rmse") is not None and math.isfinite(r["input_depth_rmse"])]
+    if v:
+        out["vs_input_depth"] = {"reference": "the dataset's input depth (a stereo/sensor estimate, NOT ground truth), "
+                                 "over its valid tissue pixels",
+                                 "rmse": float(np.mean([r["input_depth_rmse"] for r in v])),
+                                 "absrel": float(np.mean([r["input_depth_absrel"] for r in v]))}
+    return out
+
+
+def make_verdict(summary: dict, split: str, data_split: str) -> dict[str, Any]:
+    model = summary.get("model", {}).get("psnr")
+    base = {k: summary[k]["psnr"] for k in BASELINES if k in summary and summary[k].get("psnr") is not None}
+    if model is None or not base:
+        return {"beats_baselines": None, "text": "no baseline could be computed (too few training frames)"}
+    best = max(base, key=base.get)
+    margin = model - base[best]
+    clearly = margin >= BEAT_MARGIN_DB
+    if clearly:
+        text = (f"the model beats every trivial baseline: {model:.2f} dB vs {base[best]:.2f} dB for the best one "
+                f"({best}), +{margin:.2f} dB (masked PSNR)")
+    elif margin > 0:
+        text = (f"the model does NOT clearly beat the trivial baselines: {model:.2f} dB vs {base[best]:.2f} dB for {best} "
+                f"(+{margin:.2f} dB < {BEAT_MARGIN_DB:.1f} dB); it has not shown that it learned the scene")
+    else:
+        text = (f"the model does NOT beat the trivial baselines: {model:.2f} dB vs {base[best]:.2f} dB for {best} "
+                f"({margin:+.2f} dB); it has not learned the scene")
+    if split != "test" or data_split == "all":
+        text += ". Note: these frames were trained on, so this measures fitting, not novel-view synthesis"
+    return {"beats_baselines": clearly, "margin_db": margin, "best_baseline": best, "best_baseline_psnr": base[best],
+            "model_psnr": model, "threshold_db": BEAT_MARGIN_DB, "metric": "psnr (true masked)", "text": text}
+
+
+def protocol_record(protocol: Protocol, data, split: str, frames: list[int], train: list[int], test: list[int], cfg,
+                    src: FrameSource, lpips_status: LPIPSStatus, depth_kind: Optional[str]) -> dict[str, Any]:
+    return {
+        **protocol.to_dict(),
+        "split": split,
+        "dataset_split": data.split,
+        "split_rule": SPLIT_RULES.get(data.split, data.split),
+        "frames": frames,
+        "n_frames": len(data),
+        "train_frames": train,
+        "test_frames": test,
+        "train_frames_source": "log.jsonl init record (the frames the optimiser saw)",
+        "eval_frames_trained_on": sorted(set(frames) & set(train)),
+        "format": data.format,
+        "mask_source": data.eval_mask_source if data.eval_mask_source != "none" else "none (every pixel counts)",
+        "mask_polarity": "True/1 = tissue (counted); tool or invalid pixels excluded",
+        "resolution": list(src.size),
+        "downscale": cfg.data.downscale,
+        "crop_bottom": cfg.data.crop_bottom,
+        "image_range": "RGB in [0, 1]; renders clipped to [0, 1]",
+        "background": list(cfg.background),
+        "psnr_variants": PSNR_VARIANTS,
+        "psnr_cap_db": M.mse_to_psnr(0.0),
+        "ssim": SSIM_PROTOCOL,
+        "lpips": lpips_status.protocol(),
+        "depth": {"reference": "ground truth" if depth_kind == "gt" else "none", "unit": data.depth_unit},
+        "baselines": {**BASELINES, "threshold_db": BEAT_MARGIN_DB,
+                      "note": "same frames, masks and metrics as the model; the evaluated frame is never its own "
+                              "nearest/neighbour frame"},
+        "aggregation": "mean over frames of per-frame values (except *_pooled)",
+    }
+
+
+def sequence_frames(result: EvalResult, src: FrameSource, run, data, background=None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(index, gt, render) for every frame of the sequence, reusing the evaluation renders."""
+    for i, f in enumerate(data.frames):
+        rgb = result.renders.get(i)
+        if rgb is None:
+            rgb, _ = render_frame(run.scene, f.time, src.camera(i), background)
+        yield i, src.image(i), rgb
