@@ -86,22 +86,23 @@ def run_case(
 
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    fwd, fwd_bwd = [], []
+    fwd, fwd_bwd, cpu = [], [], []
     out = None
     for i in range(warmup + repeats):
         for p in params:
             p.grad = None
         sync()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         out = render(snap, cam, backend=backend, **({"tile_size": tile_size} if tile_size > 0 else {}))
         sync()
         t1 = time.perf_counter()
         (out.rgb.sum() + out.depth.sum()).backward()
         sync()
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         if i >= warmup:
             fwd.append((t1 - t0) * 1e3)
             fwd_bwd.append((t2 - t0) * 1e3)
+            cpu.append((c2 - c0) * 1e3)
     assert out is not None
     rec = {
         "case": case,
@@ -114,6 +115,7 @@ def run_case(
         "fwd_bwd_ms": round(statistics.median(fwd_bwd), 2),
         "fwd_ms_min": round(min(fwd), 2),
         "fwd_bwd_ms_min": round(min(fwd_bwd), 2),
+        "fwd_bwd_cpu_ms": round(statistics.median(cpu), 2),  # process CPU time, all threads
         "repeats": repeats,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "torch_threads": torch.get_num_threads(),

@@ -191,7 +191,8 @@ def _checked_tensors(s: Snapshot) -> List[Tensor]:
             raise RenderInputError(
                 f"render: snapshot.{name} is {t.dtype} on {t.device} but means is {dtype} on {device}"
             )
-        if t.numel() and not bool(torch.isfinite(t.detach()).all()):
+        # One reduction per tensor: a NaN or inf anywhere makes the sum non-finite.
+        if t.numel() and not bool(torch.isfinite(t.detach().sum())):
             raise RenderInputError(f"render: snapshot.{name} contains NaN or infinite values")
     return [t for _, t in named]
 
