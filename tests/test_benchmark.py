@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from endogs.cli import main
-from endogs.eval.benchmark import load_benchmark_config, load_peers, run_config
+from endogs.eval.benchmark import _diff_keys, load_benchmark_config, load_peers, run_config
 from test_eval import COMMANDS, TINY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +25,10 @@ def test_shipped_benchmark_configs_parse():
     d3 = [e for e in peers.entries if e.method == "Deform3DGS"][0]
     assert d3.psnr_legacy == 37.90 and d3.psnr is None and d3.fps == 338.80 and d3.train_time_s == 64
     assert all(e.source and e.protocol for e in peers.entries)
+    # a requested None ("pick by device") or device auto matches whatever the trainer resolved
+    stored = {"iterations": 3000, "device": "cpu", "deform": {"kind": "hexplane"}, "background": [0, 0, 0]}
+    assert _diff_keys({"iterations": None, "device": "auto", "deform": {"kind": "hexplane"}, "background": (0, 0, 0)}, stored) == []
+    assert _diff_keys({"iterations": 600, "device": "auto", "deform": {"kind": "mlp"}}, stored) == ["deform.kind", "iterations"]
     endogs_gs = [e for e in peers.entries if e.method == "EndoGS"][0]
     assert endogs_gs.psnr == 37.935 and endogs_gs.psnr_legacy is None  # EndoGS computes the true masked PSNR
 
@@ -35,7 +39,7 @@ def write_config(tmp_path: Path, overrides: dict) -> Path:
          "train_time_s": 64, "fps": 338.8, "source": "Deform3DGS README", "protocol": "legacy PSNR"}]}))
     cfg = {
         "name": "tiny", "output": str(tmp_path / "bench"), "overrides": overrides,
-        "eval": {"images": False, "video": False, "fps_min_time": 0.05},
+        "eval": {"images": False, "video": False, "fps_min_time": 0, "fps_warmup": 0},
         "scenes": [{"name": "syn", "data": str(tmp_path / "scene"), "synthetic": {"width": 48, "height": 40, "n_frames": 10}}],
         "variants": [{"name": "hexplane"}, {"name": "static", "overrides": {"deform": {"kind": "none"}}}],
         "peers": ["peers.yaml"],

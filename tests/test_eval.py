@@ -109,7 +109,8 @@ def test_metrics_recomputed_independently_and_only_test_frames_rendered(trained,
         return real(model, t, camera, background)
 
     monkeypatch.setattr(E, "render_frame", spy)
-    res = evaluate_run(run, EvalOptions(output=tmp_path / "ev", images=False, video=False, plots=False, fps_min_time=0))
+    res = evaluate_run(run, EvalOptions(output=tmp_path / "ev", images=False, video=False, plots=False, fps_min_time=0,
+                                        fps_warmup=0))
     train, test = log_split(run)
     data = load_scene(scene)
     assert sorted(rendered) == sorted(data.frames[i].time for i in test)  # eval renders exactly the test frames
@@ -139,13 +140,8 @@ def test_metrics_recomputed_independently_and_only_test_frames_rendered(trained,
     assert res.report["protocol"]["frames"] == test
 
 
-def test_train_split_and_protocol_mismatch(trained, tmp_path, capsys):
+def test_protocol_mismatch_is_a_one_line_error(trained, capsys):
     scene, run = trained
-    res = evaluate_run(run, EvalOptions(split="train", output=tmp_path / "tr", images=False, video=False, plots=False,
-                                        fps_min_time=0))
-    train, _ = log_split(run)
-    assert res.report["protocol"]["frames"] == train == res.report["protocol"]["eval_frames_trained_on"]
-    assert "trained on" in res.report["verdict"]["text"]
     assert main(["eval", str(run), "--protocol", "endonerf-all"], commands=COMMANDS) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "split 'all'" in err[0] and "--protocol endonerf" in err[0]
@@ -203,20 +199,26 @@ def test_moved_scene_subprocess_then_data_flag(trained, tmp_path, capsys):
     assert json.loads((moved / "eval_test" / "metrics.json").read_text())["data"] == str(scene.resolve())
 
 
-def test_scared_and_endonerf_all_protocols(tmp_path):
+def test_scared_and_endonerf_all_protocols_and_train_split(tmp_path):
     from endogs.data.synthetic import SyntheticConfig, write_synthetic_scene
 
-    fast = dict(images=False, video=False, plots=False, fps_min_time=0)
-    sc = write_synthetic_scene(tmp_path / "scared", layout="scared", config=SyntheticConfig(width=48, height=40, n_frames=3))
-    res = evaluate_run(train_tiny(sc, tmp_path / "run_sc"), EvalOptions(**fast))
+    fast = dict(images=False, video=False, plots=False, fps_min_time=0, fps_warmup=0)
+    small = dict(width=32, height=32)
+    sc = write_synthetic_scene(tmp_path / "scared", layout="scared", config=SyntheticConfig(n_frames=3, **small))
+    run_sc = train_tiny(sc, tmp_path / "run_sc")
+    res = evaluate_run(run_sc, EvalOptions(**fast))
     p = res.report["protocol"]
     assert p["name"] == "scared" and p["format"] == "scared" and "valid depth" in p["mask_source"]
     assert res.report["depth"]["unit"] == "mm" and math.isfinite(res.report["depth"]["rmse"])
     assert p["frames"] == [1] and not set(p["frames"]) & set(p["train_frames"])
+    # --split train: the training frames, flagged as trained on
+    res = evaluate_run(run_sc, EvalOptions(split="train", output=tmp_path / "tr", **fast))
+    train, _ = log_split(run_sc)
+    assert res.report["protocol"]["frames"] == train == res.report["protocol"]["eval_frames_trained_on"] == [0, 2]
+    assert "trained on" in res.report["verdict"]["text"]
 
-    en = make_scene(tmp_path / "endo", n_frames=4)
-    run = train_tiny(en, tmp_path / "run_all", data={"split": "all"})
-    res = evaluate_run(run, EvalOptions(**fast))
+    en = write_synthetic_scene(tmp_path / "endo", config=SyntheticConfig(n_frames=4, **small))
+    res = evaluate_run(train_tiny(en, tmp_path / "run_all", data={"split": "all"}), EvalOptions(**fast))
     p = res.report["protocol"]
     assert p["name"] == "endonerf-all" and p["frames"] == [1, 2, 3]  # EndoNeRF's start_index = 1
     assert p["eval_frames_trained_on"] == [1, 2, 3] and "fitting" in res.report["verdict"]["text"]

@@ -90,22 +90,32 @@ def ssim_map_reference(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def test_ssim_and_ssim_masked_match_the_definition():
+    from pytorch_msssim import ssim as msssim
+
     render, gt = images(h=36, w=44, seed=3)
     m = half_mask(36, 44)
     mm = m[..., None]
     ref = ssim_map_reference(render * mm, gt * mm)  # [H-10, W-10]
-    assert M.ssim(render, gt, m) == pytest.approx(ref.mean(), abs=1e-6)
     inner = m[5:-5, 5:-5]
-    assert M.ssim_masked(render, gt, m) == pytest.approx(ref[inner].mean(), abs=1e-6)
-    smap = M.ssim_map(render, gt, m).numpy()
-    assert np.isnan(smap[:5]).all() and np.allclose(smap[5:-5, 5:-5], ref, atol=1e-6)
-    # unmasked: pytorch-msssim (ssim) and torchmetrics (ssim_map) agree with each other and the definition
+    # float64 computation: exact; the default float32 one (fast on CPUs) within 1e-5
+    assert M.ssim(render, gt, m, dtype=torch.float64) == pytest.approx(ref.mean(), abs=1e-9)
+    assert M.ssim_masked(render, gt, m, dtype=torch.float64) == pytest.approx(ref[inner].mean(), abs=1e-9)
+    assert M.ssim(render, gt, m) == pytest.approx(ref.mean(), abs=1e-5)
+    assert M.ssim_masked(render, gt, m) == pytest.approx(ref[inner].mean(), abs=1e-5)
+    smap = M.ssim_map(render, gt, m, dtype=torch.float64).numpy()
+    assert np.isnan(smap[:5]).all() and np.isnan(smap[:, -5:]).all() and np.allclose(smap[5:-5, 5:-5], ref, atol=1e-9)
+    # the two maintained implementations agree (pytorch-msssim: same valid region, float32 window)
+    x = torch.tensor(render * mm).permute(2, 0, 1)[None]
+    y = torch.tensor(gt * mm).permute(2, 0, 1)[None]
+    assert float(msssim(x, y, data_range=1.0, win_size=11, win_sigma=1.5)) == pytest.approx(ref.mean(), abs=1e-6)  # float32 window
     ref_full = ssim_map_reference(render, gt)
-    assert M.ssim(render, gt) == pytest.approx(ref_full.mean(), abs=1e-6)
-    assert M.ssim_masked(render, gt, None) == pytest.approx(ref_full.mean(), abs=1e-6)
+    assert M.ssim(render, gt, dtype=torch.float64) == pytest.approx(ref_full.mean(), abs=1e-9)
+    assert M.ssim_masked(render, gt, None) == pytest.approx(ref_full.mean(), abs=1e-5)
     # the tool half scores 1 in `ssim` (zeros in both), so it exceeds `ssim_masked`
     assert M.ssim(render, gt, m) > M.ssim_masked(render, gt, m)
-    assert M.ssim(gt, gt, m) == pytest.approx(1.0, abs=1e-9)
+    assert M.ssim(gt, gt, m) == pytest.approx(1.0, abs=1e-6)
+    assert M.image_metrics(render, gt, m)["ssim_masked"] == pytest.approx(ref[inner].mean(), abs=1e-5)
+    assert math.isnan(M.ssim(render[:10], gt[:10]))  # window does not fit: n/a, not a number
 
 
 # ------------------------------------------------------------------------------------------ depth

@@ -6,7 +6,7 @@ Config (strict keys; see ``configs/benchmark/example.yaml``)::
     output: outputs/benchmark/example  # relative to the working directory
     preset: default                    # TrainConfig preset of every variant (configs/<preset>.yaml)
     overrides: {iterations: 300}       # nested TrainConfig overrides for every run
-    eval: {split: test, protocol: auto, lpips_weights: null, images: true, video: false, fps_min_time: 2.0}
+    eval: {split: test, protocol: auto, lpips_weights: null, images: true, video: false, fps_min_time: 2.0, fps_warmup: 3}
     scenes:
       - name: synthetic
         data: outputs/demo/sample_scene   # relative to the working directory
@@ -55,6 +55,7 @@ class EvalSettings:
     images: bool = True
     video: bool = False
     fps_min_time: float = 2.0
+    fps_warmup: int = 3
 
 
 @dataclass
@@ -201,13 +202,22 @@ def _log_records(run_dir: Path) -> list[dict]:
     return out
 
 
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
+def _diff_keys(requested: Any, stored: Any, prefix: str = "") -> list[str]:
+    """Keys where a run's stored (resolved) config contradicts the requested one. Requested ``None``
+    leaves ("pick by device") and ``device: auto`` match whatever the trainer resolved them to."""
+    if isinstance(requested, dict):
+        if not isinstance(stored, dict):
+            return [prefix.rstrip(".") or "config"]
         out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        for k in sorted(requested):
+            out += _diff_keys(requested[k], stored.get(k), f"{prefix}{k}.")
         return out
-    return [] if a == b else [prefix.rstrip(".")]
+    key = prefix.rstrip(".")
+    if requested is None or (key == "device" and requested == "auto"):
+        return []
+    if isinstance(requested, (list, tuple)) and isinstance(stored, (list, tuple)):
+        return [] if list(requested) == list(stored) else [key]
+    return [] if requested == stored else [key]
 
 
 def _reset_peak_memory() -> None:
@@ -220,7 +230,7 @@ def _reset_peak_memory() -> None:
 
 def train_or_reuse(cfg, data_path: Path, run_dir: Path, reuse: bool, log: Callable[[str], None]) -> str:
     """Train ``run_dir`` (new), resume it, or skip it; returns "trained", "resumed" or "reused"."""
-    from endogs.train.trainer import CKPT_FILE, Trainer, pick_device, read_run
+    from endogs.train.trainer import CKPT_FILE, Trainer, read_run
 
     if not (run_dir / CKPT_FILE).exists():
         _reset_peak_memory()
@@ -232,8 +242,7 @@ def train_or_reuse(cfg, data_path: Path, run_dir: Path, reuse: bool, log: Callab
         raise ConfigError(f"{run_dir}: a run already exists here; pass --reuse to skip finished runs (and resume "
                           "unfinished ones), or delete the folder")
     old_data, old_cfg = read_run(run_dir)
-    want = to_dict(cfg.resolved(pick_device(cfg.device).type))
-    diff = _diff_keys(to_dict(old_cfg), want)
+    diff = _diff_keys(to_dict(cfg), to_dict(old_cfg))
     if diff or Path(old_data).resolve() != Path(data_path).resolve():
         what = ", ".join(diff[:6]) if diff else f"data {old_data}"
         raise ConfigError(f"{run_dir}: the existing run differs from the benchmark entry ({what}); delete the folder "
@@ -265,7 +274,7 @@ def evaluate_or_reuse(run_dir: Path, settings: EvalSettings, protocol: Optional[
     opts = EvalOptions(split=settings.split, protocol=proto,
                        lpips_weights=None if settings.lpips_weights is None else Path(settings.lpips_weights),
                        device=device, output=out_dir, images=settings.images, video=settings.video,
-                       fps_min_time=settings.fps_min_time)
+                       fps_min_time=settings.fps_min_time, fps_warmup=settings.fps_warmup)
     res = evaluate_run(run_dir, opts, log=log)
     return res.report, "evaluated"
 

@@ -39,9 +39,10 @@ PSNR_VARIANTS = {
     "psnr_legacy_pooled": "one MSE over all pixels of all mask-multiplied frames (EndoNeRF eval_rgb.py)",
 }
 SSIM_PROTOCOL = {
-    "ssim": "mean SSIM of the mask-multiplied images (pytorch-msssim; 11x11 Gaussian window, sigma 1.5, K=(0.01, 0.03), "
-            "data range 1, valid region), per frame, then averaged; tool pixels score 1",
-    "ssim_masked": "the same SSIM map (torchmetrics) averaged over tissue pixels of the valid region only",
+    "ssim": "mean SSIM map of the mask-multiplied images (torchmetrics, float32; 11x11 Gaussian window, sigma 1.5, "
+            "K=(0.01, 0.03), data range 1) over the valid region (window inside the image, as pytorch-msssim), per frame, "
+            "then averaged; tool pixels score 1",
+    "ssim_masked": "the same SSIM map averaged over tissue pixels of the valid region only",
 }
 
 
@@ -267,7 +268,7 @@ def evaluate_run(run_dir: Path, options: Optional[EvalOptions] = None,
     out_dir.mkdir(parents=True, exist_ok=True)
 
     cfg = run.config
-    src = FrameSource(data, cfg.data.downscale)
+    src = FrameSource(data, cfg.data.downscale or 1.0)  # the run.yaml holds the resolved (training) downscale
     W, H = src.size
     lpips_net, lpips_status = load_lpips(opt.lpips_weights, run.device)
     if lpips_net is not None and not min_size_ok(H, W):
@@ -286,7 +287,7 @@ def evaluate_run(run_dir: Path, options: Optional[EvalOptions] = None,
         rgb, depth = render_frame(run.scene, f.time, src.camera(i), background)
         renders[i], depths[i] = rgb, depth
         base = {"frame": i, "name": f.name, "time": round(f.time, 6)}
-        rec = {"method": "model", **base, **M.image_metrics(rgb, gt, mask, lpips_net)}
+        rec = {"method": "model", **base, **M.image_metrics(rgb, gt, mask, lpips_net, run.device)}
         gtd = src.gt_depth(i)
         if gtd is not None:
             d = M.depth_errors(depth, gtd, mask)
@@ -303,7 +304,7 @@ def evaluate_run(run_dir: Path, options: Optional[EvalOptions] = None,
             if img is None:
                 continue
             per_frame.append({"method": name, **base, "source_frames": sources[name],
-                              **M.image_metrics(img.astype(np.float32), gt, mask, lpips_net)})
+                              **M.image_metrics(img.astype(np.float32), gt, mask, lpips_net, run.device)})
 
     summary = summarize(per_frame)
     timing = measure_fps(run.scene, [(data.frames[i].time, src.camera(i)) for i in frames], run.device, background,
@@ -419,7 +420,7 @@ def protocol_record(protocol: Protocol, data, split: str, frames: list[int], tra
         "mask_source": data.eval_mask_source if data.eval_mask_source != "none" else "none (every pixel counts)",
         "mask_polarity": "True/1 = tissue (counted); tool or invalid pixels excluded",
         "resolution": list(src.size),
-        "downscale": cfg.data.downscale,
+        "downscale": cfg.data.downscale or 1.0,
         "crop_bottom": cfg.data.crop_bottom,
         "image_range": "RGB in [0, 1]; renders clipped to [0, 1]",
         "background": list(cfg.background),

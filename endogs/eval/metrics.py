@@ -16,19 +16,18 @@ PSNR variants (FORMATS.md §1.6, PEERS.md §4):
 PSNR = ``10 log10(1 / mse)``; the MSE is floored at :data:`MSE_FLOOR` (a 100 dB cap) so that a
 perfect frame gives a finite number.
 
-SSIM (Wang et al. 2004; 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, data range 1), with the
-map taken where the window fits inside the image ("valid" region, as pytorch-msssim and the original
-MATLAB code):
+SSIM (Wang et al. 2004; 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, data range 1), from
+torchmetrics' SSIM map restricted to where the window fits inside the image ("valid" region, as
+pytorch-msssim and the original MATLAB code; the tests check both libraries and the definition agree):
 
 * :func:`ssim` - mean SSIM of the mask-multiplied images (what the peers report; the tool region,
-  zero in both images, scores a perfect 1 and inflates the mean), via pytorch-msssim.
-* :func:`ssim_masked` - the same SSIM map (torchmetrics' full map) averaged over tissue pixels only.
+  zero in both images, scores a perfect 1 and inflates the mean).
+* :func:`ssim_masked` - the same map averaged over tissue pixels only.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Optional, Union
 
 import numpy as np
@@ -127,42 +126,49 @@ def _masked_pair(render: ArrayLike, gt: ArrayLike, mask: Optional[ArrayLike]) ->
     return r, g, m
 
 
-def ssim(render: ArrayLike, gt: ArrayLike, mask: Optional[ArrayLike] = None) -> float:
-    """Mean SSIM of the mask-multiplied images over the valid region (pytorch-msssim)."""
-    from pytorch_msssim import ssim as _ssim
+def ssim_map(render: ArrayLike, gt: ArrayLike, mask: Optional[ArrayLike] = None,
+             device: Optional[Union[str, torch.device]] = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The per-pixel SSIM map (channel mean) of the mask-multiplied images, [H, W] float64 on the CPU,
+    NaN outside the valid region (the 5-pixel border where the 11x11 window does not fit).
 
-    r, g, _ = _masked_pair(render, gt, mask)
-    with warnings.catch_warnings():  # pytorch-msssim warns (and skips a blur axis) on tiny images
-        warnings.simplefilter("ignore")
-        v = _ssim(_nchw(r), _nchw(g), data_range=1.0, size_average=True, win_size=SSIM_WINDOW,
-                  win_sigma=SSIM_SIGMA, K=SSIM_K)
-    return float(v)
-
-
-def ssim_map(render: ArrayLike, gt: ArrayLike, mask: Optional[ArrayLike] = None) -> torch.Tensor:
-    """The per-pixel SSIM map (channel mean) of the mask-multiplied images, [H, W], NaN outside the
-    valid region (the 5-pixel border where the 11x11 window does not fit). Computed with torchmetrics."""
+    Computed with torchmetrics (``return_full_image``) in ``dtype`` on ``device`` (float32 by default:
+    float64 convolutions are ~10x slower on CPUs; the difference is below 1e-5 in SSIM).
+    """
     from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 
     r, g, _ = _masked_pair(render, gt, mask)
     H, W = r.shape[:2]
-    _, full = tm_ssim(_nchw(r), _nchw(g), gaussian_kernel=True, sigma=SSIM_SIGMA, kernel_size=SSIM_WINDOW,
-                      data_range=1.0, k1=SSIM_K[0], k2=SSIM_K[1], return_full_image=True)
-    full = full[0].mean(0)  # [H, W]
     out = torch.full((H, W), float("nan"), dtype=torch.float64)
     p = SSIM_WINDOW // 2
-    if H > 2 * p and W > 2 * p:
-        out[p:H - p, p:W - p] = full[p:H - p, p:W - p]
+    if H <= 2 * p or W <= 2 * p:
+        return out
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    _, full = tm_ssim(_nchw(r).to(dev, dtype), _nchw(g).to(dev, dtype), gaussian_kernel=True, sigma=SSIM_SIGMA,
+                      kernel_size=SSIM_WINDOW, data_range=1.0, k1=SSIM_K[0], k2=SSIM_K[1], return_full_image=True)
+    out[p:H - p, p:W - p] = full[0].mean(0)[p:H - p, p:W - p].to("cpu", torch.float64)
     return out
 
 
-def ssim_masked(render: ArrayLike, gt: ArrayLike, mask: Optional[ArrayLike] = None) -> float:
+def ssim_pair(render: ArrayLike, gt: ArrayLike, mask: Optional[ArrayLike] = None, **kw) -> tuple[float, float]:
+    """(``ssim``, ``ssim_masked``) from one SSIM map: its mean over the valid region, and its mean over
+    the tissue pixels of the valid region."""
+    smap = ssim_map(render, gt, mask, **kw)
+    valid = torch.isfinite(smap)
+    m = _mask(mask, tuple(smap.shape)) > 0
+    tissue = valid & m
+    s_all = float(smap[valid].mean()) if bool(valid.any()) else float("nan")
+    s_tis = float(smap[tissue].mean()) if bool(tissue.any()) else float("nan")
+    return s_all, s_tis
+
+
+def ssim(render: ArrayLike, gt: ArrayLike, mask: Optional[ArrayLike] = None, **kw) -> float:
+    """Mean SSIM of the mask-multiplied images over the valid region (tool pixels score 1)."""
+    return ssim_pair(render, gt, mask, **kw)[0]
+
+
+def ssim_masked(render: ArrayLike, gt: ArrayLike, mask: Optional[ArrayLike] = None, **kw) -> float:
     """SSIM map of the mask-multiplied images averaged over tissue pixels of the valid region."""
-    smap = ssim_map(render, gt, mask)
-    r = _image(render, "render")
-    m = _mask(mask, tuple(r.shape[:2])) > 0
-    sel = m & torch.isfinite(smap)
-    return float(smap[sel].mean()) if bool(sel.any()) else float("nan")
+    return ssim_pair(render, gt, mask, **kw)[1]
 
 
 def depth_errors(pred: ArrayLike, gt: ArrayLike, valid: Optional[ArrayLike] = None) -> dict[str, float]:
@@ -184,17 +190,20 @@ def depth_errors(pred: ArrayLike, gt: ArrayLike, valid: Optional[ArrayLike] = No
     return {"rmse": float(torch.sqrt((d**2).mean())), "absrel": float((d.abs() / g[sel]).mean()), "n": n}
 
 
-def image_metrics(render: ArrayLike, gt: ArrayLike, mask: Optional[ArrayLike] = None, lpips=None) -> dict[str, float]:
+def image_metrics(render: ArrayLike, gt: ArrayLike, mask: Optional[ArrayLike] = None, lpips=None,
+                  device: Optional[Union[str, torch.device]] = None) -> dict[str, float]:
     """Every per-frame image metric of one frame: psnr, psnr_legacy, psnr_full, ssim, ssim_masked,
     lpips (None unless an :class:`endogs.eval.lpips.LPIPS` is given), tissue_fraction, and the sums of
-    :func:`sq_error_sums` (keys prefixed ``_``) for pooled PSNRs."""
+    :func:`sq_error_sums` (keys prefixed ``_``) for pooled PSNRs. ``device``: where the SSIM map is
+    computed (float32)."""
     s = sq_error_sums(render, gt, mask)
+    s_all, s_tis = ssim_pair(render, gt, mask, device=device)
     out = {
         "psnr": mse_to_psnr(s["tissue_sq"] / s["tissue_n"] if s["tissue_n"] > 0 else float("nan")),
         "psnr_legacy": mse_to_psnr(s["all_sq"] / s["all_n"]),
         "psnr_full": mse_to_psnr(s["full_sq"] / s["all_n"]),
-        "ssim": ssim(render, gt, mask),
-        "ssim_masked": ssim_masked(render, gt, mask),
+        "ssim": s_all,
+        "ssim_masked": s_tis,
         "lpips": None,
         "tissue_fraction": s["tissue_n"] / s["all_n"],
     }

@@ -248,7 +248,7 @@ def _savefig(fig, path: Path) -> None:
     import io as _io
 
     buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100)
     io.write_bytes(path, buf.getvalue())
 
 
@@ -273,8 +273,6 @@ def plot_training_curves(log: list[dict], path: Path) -> Optional[Path]:
         fine = [r["step"] for r in recs if r.get("stage") == "fine"]
         if fine:
             ax.axvline(min(fine), color="grey", ls=":", lw=1)
-    if all((r.get("loss") or 0) > 0 for r in recs):
-        axes[0].set_yscale("log")
     fig.suptitle("training (from log.jsonl; dotted line: deformation switched on)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     _savefig(fig, path)
@@ -300,6 +298,7 @@ def plot_per_frame(per_frame: list[dict], path: Path) -> Path:
     ax.set_title("per-frame masked PSNR (tissue pixels only)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
     _savefig(fig, path)
     plt.close(fig)
     return path
