@@ -184,3 +184,81 @@ def test_view_in_chromium(server, tmp_path):
             if out:
                 shutil.copytree(shots, out, dirs_exist_ok=True)
     assert time.monotonic() - t0 < 240
+
+
+LIVE = """
+import sys
+from endogs.train.trainer import Trainer
+from viewer.live import train_with_viewer
+tr = Trainer.resume(sys.argv[1])
+tr.cfg.iterations = tr.step + int(sys.argv[3])
+train_with_viewer(tr, port=int(sys.argv[2]), progress=False, keep_serving=False)
+print("finished at step", tr.step, flush=True)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_live_training_pause_and_disconnect(tiny_run, tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    from endogs.train.trainer import load_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    start = load_run(run, "cpu").step
+    extra = 40
+    proc = subprocess.Popen([sys.executable, "-c", LIVE, str(run), str(free_port()), str(extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    got_url = threading.Event()
+
+    def reader():
+        for line in proc.stderr:
+            err.append(line)
+            if "http://" in line:
+                got_url.set()
+
+    threading.Thread(target=reader, daemon=True).start()
+    try:
+        assert got_url.wait(90), "".join(err)
+        url = re.search(r"http://[\d.:]+", "".join(err)).group(0)
+        with sync_playwright() as pw:
+            ctx = pw.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+                chromium_sandbox=False, viewport={"width": 1100, "height": 800},
+            )
+            try:
+                ctx.set_default_timeout(30_000)
+                page = ctx.new_page()
+                page.goto(url, wait_until="domcontentloaded")
+                v = Page(page, tmp_path)
+                v.wait(lambda: v.stats() or None, 60, "the first rendered frame")
+                step_box = page.get_by_label("Step")
+
+                def step() -> int:
+                    return int(float(step_box.input_value() or 0))
+
+                s0 = v.wait(lambda: step() or None, 60, "the step counter")
+                v.wait(lambda: step() > s0, 60, "training to advance while the page is open")
+                v.grab("live_training")
+                page.get_by_role("button", name="Pause").click()
+                time.sleep(2.0)
+                s1 = step()
+                time.sleep(2.0)
+                assert step() == s1 < start + extra, "training went on while paused"
+                assert proc.poll() is None
+            finally:
+                ctx.close()  # the only browser leaves while training is paused
+        out, _ = proc.communicate(timeout=120)  # training resumes by itself and finishes
+        assert proc.returncode == 0, "".join(err)
+        assert f"finished at step {start + extra}" in out
+        assert "training resumes" in "".join(err)
+        assert load_run(run, "cpu").step == start + extra
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
