@@ -77,19 +77,15 @@ def synthetic(
     print(f"wrote {layout} scene: {path} ({n_frames} frames, {width}x{height}, {cam} camera)")
 
 
-def _train_command():
-    from endogs.train.cli import TrainArgs
-
-    return TrainArgs
-
-
 # Commands parsed with their own pre-processing (presets) before tyro sees the flags.
 SPECIAL = {"train": ("endogs.train.cli", "parse", "run")}
 
-COMMANDS = {
-    "info": info,
-    "synthetic": synthetic,
-}
+def _registry() -> dict:
+    from endogs.eval.cli import benchmark, eval_run
+    from endogs.train.cli import TrainArgs
+
+    return {"info": info, "synthetic": synthetic, "train": TrainArgs, "eval": eval_run, "benchmark": benchmark}
+
 
 
 def main(argv: Optional[list[str]] = None, commands: Optional[dict] = None) -> int:
@@ -103,7 +99,7 @@ def main(argv: Optional[list[str]] = None, commands: Optional[dict] = None) -> i
             mod = importlib.import_module(module)
             getattr(mod, run_name)(getattr(mod, parse_name)(argv[1:]))
             return 0
-        registry = commands or {**COMMANDS, "train": _train_command()}
+        registry = commands or _registry()
         tyro.extras.subcommand_cli_from_dict(
             registry, prog="endogs", args=argv, description="Dynamic Gaussian splatting for endoscopic video."
         )

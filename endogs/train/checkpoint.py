@@ -43,6 +43,11 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise DataError(f"cannot read checkpoint ({type(exc).__name__}); the file is corrupt or not an endogs checkpoint", path) from None
-    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
-        raise DataError(f"not an endogs checkpoint of version {CHECKPOINT_VERSION}", path)
+    if not isinstance(ckpt, dict) or "version" not in ckpt:
+        raise DataError("not an endogs checkpoint", path)
+    if ckpt["version"] != CHECKPOINT_VERSION:
+        raise DataError(
+            f"checkpoint version {ckpt['version']} is not supported by this endogs (expects {CHECKPOINT_VERSION}); retrain with this version",
+            path,
+        )
     return ckpt

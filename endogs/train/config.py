@@ -24,8 +24,9 @@ class DataOptions:
     split: Optional[Literal["every8", "all", "alternate"]] = None
     """Train/test rule; the format's usual one when not given. Test frames never touch training."""
 
-    downscale: float = 1.0
-    """Train on images downscaled by this factor (intrinsics scaled to match)."""
+    downscale: Optional[float] = None
+    """Train on images downscaled by this factor (intrinsics scaled to match); None picks by device:
+    1 on CUDA, on CPU enough to bring the width to at most 320 px."""
 
     crop_bottom: int = 0
     """EndoNeRF: rows removed at the image bottom."""
@@ -92,8 +93,9 @@ class StrategyConfig:
     absgrad: bool = False
     """Use absolute gradients (AbsGS); raise grow_grad2d to about 0.0008 with it."""
 
-    max_gaussians: int = 300_000
-    """Stop growing beyond this many Gaussians."""
+    max_gaussians: Optional[int] = None
+    """Stop growing beyond this many Gaussians; None picks by device (CUDA 300k; CPU about one per
+    training pixel)."""
 
 
 @dataclass
@@ -142,7 +144,9 @@ class TrainConfig:
     data: DataOptions = field(default_factory=DataOptions)
     init: InitConfig = field(default_factory=InitConfig)
     deform: DeformConfig = field(default_factory=DeformConfig)
-    lr: LearningRates = field(default_factory=LearningRates)
+    lr: LearningRates = field(default_factory=lambda: LearningRates(means=8e-4, scales=1e-2, quats=2e-3, sh0=1e-2, shN=5e-4))
+    """Initial learning rates; higher than gsplat's 30k-step defaults, for schedules of a few
+    thousand steps."""
     loss: LossConfig = field(default_factory=LossConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
 
@@ -151,18 +155,23 @@ class TrainConfig:
             raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
         if not 0 <= self.sh_degree <= 3:
             raise ConfigError(f"sh_degree must be in 0..3, got {self.sh_degree}")
-        if self.data.downscale < 1:
+        if self.data.downscale is not None and self.data.downscale < 1:
             raise ConfigError(f"data.downscale must be >= 1, got {self.data.downscale}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("checkpoint_every and log_every must be >= 1")
 
-    def resolved(self, device_type: str) -> "TrainConfig":
-        """A copy with the device-dependent defaults filled in."""
-        iters = self.iterations or (14000 if device_type == "cuda" else 3000)
+    def resolved(self, device_type: str, width: int, height: int) -> "TrainConfig":
+        """A copy with the device-dependent defaults filled in for images of ``width`` x ``height``."""
+        cuda = device_type == "cuda"
+        iters = self.iterations or (14000 if cuda else 3000)
         coarse = self.coarse_iterations if self.coarse_iterations is not None else iters // 10
         if coarse > iters:
             raise ConfigError(f"coarse_iterations ({coarse}) exceeds iterations ({iters})")
-        return merge(self, {"iterations": iters, "coarse_iterations": coarse, "device": device_type})
+        down = self.data.downscale or (1.0 if cuda else max(1.0, width / 320.0))
+        pixels = (width / down) * (height / down)
+        cap = self.strategy.max_gaussians or (300_000 if cuda else int(max(5000, pixels)))
+        return merge(self, {"iterations": iters, "coarse_iterations": coarse, "device": device_type,
+                            "data": {"downscale": down}, "strategy": {"max_gaussians": cap}})
 
 
 def list_presets() -> list[str]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from endogs.camera import Camera
-from endogs.config_io import dump_yaml, from_dict, load_yaml, to_dict
+from endogs.config_io import dump_yaml, from_dict, load_yaml, merge, to_dict
 from endogs.data import Scene, load_scene
 from endogs.errors import ConfigError, DataError
 from endogs.init import point_cloud_from_frames
@@ -106,10 +106,10 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, data_path: Path, run_dir: Path, data: Optional[Scene] = None):
         self.device = pick_device(cfg.device)
-        self.cfg = cfg.resolved(self.device.type)
         self.data_path = Path(data_path)
         self.run_dir = Path(run_dir)
-        self.data = data if data is not None else load_data(self.data_path, self.cfg)
+        self.data = data if data is not None else load_data(self.data_path, cfg)
+        self.cfg = cfg.resolved(self.device.type, self.data.width, self.data.height)
         self.frames = frame_tensors(self.data, self.data.train_indices, self.device, self.cfg.data.downscale, self.cfg.loss.use_masks)
         if not self.frames:
             raise DataError("the split leaves no training frame", self.data_path)
@@ -134,8 +134,12 @@ class Trainer:
         if (run_dir / CKPT_FILE).exists():
             raise ConfigError(f"{run_dir}: a run already exists here; resume it with --resume {run_dir} or choose another --output")
         tr = cls(cfg, data_path, run_dir, data)
+        if tr.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(tr.device)
         torch.manual_seed(tr.cfg.seed)
-        pc = point_cloud_from_frames(tr.data.train_frames, tr.cfg.init)
+        # The initial cloud leaves room to densify: at most half of strategy.max_gaussians.
+        init_cfg = merge(tr.cfg.init, {"max_points": min(tr.cfg.init.max_points, max(1, tr.cfg.strategy.max_gaussians // 2))})
+        pc = point_cloud_from_frames(tr.data.train_frames, init_cfg)
         tr.scene_scale = float(pc.scale_hint)
         tr.scene = DynamicScene.from_point_cloud(
             pc, tr.cfg.deform, n_frames=len(tr.data), sh_degree=tr.cfg.sh_degree,
@@ -335,6 +339,8 @@ class LoadedRun:
     device: torch.device
 
     def data(self) -> Scene:
+        if not self.data_path.exists():
+            raise DataError(f"the run's scene folder is gone (recorded in {self.run_dir / RUN_FILE}); move it back or edit 'data' there", self.data_path)
         return load_data(self.data_path, self.config)
 
     def log(self) -> list[dict]:
@@ -348,6 +354,9 @@ def load_run(run_dir: Path, device: Optional[str] = None) -> LoadedRun:
     data_path, cfg = read_run(run_dir)
     dev = pick_device(device or "auto")
     ckpt = load_checkpoint(run_dir / CKPT_FILE)
-    scene = DynamicScene.from_checkpoint(ckpt["scene"], device=dev)
+    try:
+        scene = DynamicScene.from_checkpoint(ckpt["scene"], device=dev)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise DataError(f"checkpoint does not hold a compatible scene ({exc}); retrain with this version", run_dir / CKPT_FILE) from None
     scene.eval()
     return LoadedRun(run_dir, data_path, cfg, scene, int(ckpt["step"]), bool(ckpt["done"]), dev)
