@@ -22,6 +22,11 @@ $(STAMP): setup.py requirements-cpu.txt
 demo: $(STAMP)
 	$(PY) -m endogs synthetic $(DEMO_DIR)/sample_scene --overwrite
 	$(PY) -m endogs info $(DEMO_DIR)/sample_scene
+	rm -rf $(DEMO_DIR)/run
+	$(PY) -m endogs train $(DEMO_DIR)/sample_scene --preset demo --output $(DEMO_DIR)/run
+	$(PY) -m endogs eval $(DEMO_DIR)/run
+	@echo
+	@echo "Watch the reconstruction in a browser:  $(VENV)/bin/endogs view $(DEMO_DIR)/run   (then open the printed http://127.0.0.1 URL)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

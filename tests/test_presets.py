@@ -1,0 +1,35 @@
+"""Every preset in configs/ loads strictly and resolves for both devices."""
+
+import pytest
+
+from endogs.errors import ConfigError
+from endogs.train.config import list_presets, load_preset
+
+
+def test_presets_exist_and_load():
+    names = list_presets()
+    for required in ("default", "demo", "fast", "endonerf", "scared", "stereomis"):
+        assert required in names
+    for name in names:
+        cfg = load_preset(name)
+        for dev in ("cpu", "cuda"):
+            r = cfg.resolved(dev, 640, 512)
+            assert r.iterations >= 1 and 0 <= r.coarse_iterations <= r.iterations
+            assert r.data.downscale >= 1 and r.strategy.max_gaussians > 0
+
+
+def test_device_defaults():
+    cfg = load_preset("default")
+    cpu, cuda = cfg.resolved("cpu", 640, 512), cfg.resolved("cuda", 640, 512)
+    assert cpu.data.downscale == 2.0 and cuda.data.downscale == 1.0
+    assert cuda.iterations > cpu.iterations
+
+
+def test_unknown_preset_key(tmp_path):
+    p = tmp_path / "x.yaml"
+    p.write_text("iterations: 10\nstrategy:\n  refine_evry: 3\n")
+    with pytest.raises(ConfigError, match="refine_evry"):
+        load_preset(str(p))
+    p.write_text("iterations: ten\n")
+    with pytest.raises(ConfigError, match="iterations"):
+        load_preset(str(p))
