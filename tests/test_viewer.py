@@ -533,3 +533,24 @@ def test_app_controls_drive_the_settings():
         assert not app.playing and not app.pause_button.visible
     finally:
         app.close()
+
+
+def test_view_without_the_dataset_shows_the_model(tiny_run, tmp_path, caplog):
+    import yaml
+
+    from viewer.cli import open_viewer
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    cfg = yaml.safe_load((run / "run.yaml").read_text())
+    cfg["data"] = str(tmp_path / "moved-away")
+    (run / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    port = free_port()
+    app = open_viewer(run, port=port, device="cpu")
+    try:
+        assert app.url == f"http://127.0.0.1:{port}"
+        assert len(app.frames) == 2 and app.frames[0].image.shape == (512, 640, 3)
+        img = app.renderer(cam_state(), Tab(64, 48))
+        assert img.shape == (48, 64, 3) and app.renderer.stats.errors == 0
+    finally:
+        app.close()

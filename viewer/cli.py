@@ -32,7 +32,7 @@ class _ModelOnlyFrame:
 
 def _setup_logging() -> None:
     log = logging.getLogger("endogs.viewer")
-    if not log.handlers:
+    if not log.handlers and not logging.getLogger().handlers:  # leave configured logging alone
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("endogs viewer: %(message)s"))
         log.addHandler(h)
