@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.endogs-installed
 DEMO_DIR ?= outputs/demo
 
-.PHONY: demo test env clean-env
+.PHONY: demo test env clean-env browser
 
 env: $(STAMP)
 
@@ -28,8 +28,14 @@ demo: $(STAMP)
 	@echo
 	@echo "Watch the reconstruction in a browser:  $(VENV)/bin/endogs view $(DEMO_DIR)/run   (then open the printed http://127.0.0.1 URL)"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# The viewer's browser tests drive Debian's chromium through Playwright (no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "Installing chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "WARNING: could not install chromium (needs root and Debian); browser tests will be skipped"; }
 
 clean-env:
 	rm -rf $(VENV)

@@ -44,7 +44,7 @@ setup(
         "typing_extensions",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout"],
+        "dev": ["pytest", "pytest-timeout", "playwright"],  # playwright drives the system chromium in the browser tests
     },
     entry_points={"console_scripts": ["endogs=endogs.cli:entry"]},
 )

@@ -83,8 +83,9 @@ SPECIAL = {"train": ("endogs.train.cli", "parse", "run")}
 def _registry() -> dict:
     from endogs.eval.cli import benchmark, eval_run
     from endogs.train.cli import TrainArgs
+    from viewer.cli import view
 
-    return {"info": info, "synthetic": synthetic, "train": TrainArgs, "eval": eval_run, "benchmark": benchmark}
+    return {"info": info, "synthetic": synthetic, "train": TrainArgs, "eval": eval_run, "benchmark": benchmark, "view": view}
 
 
 

@@ -63,6 +63,10 @@ def parse(argv: list[str]) -> TrainArgs:
 def run(args: TrainArgs) -> Path:
     from endogs.train.trainer import Trainer
 
+    if args.viewer:  # fail before creating a run folder
+        from viewer.app import check_port_free
+
+        check_port_free("127.0.0.1", args.port)
     if args.resume is not None:
         tr = Trainer.resume(args.resume)
     else:
