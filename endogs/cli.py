@@ -82,10 +82,19 @@ SPECIAL = {"train": ("endogs.train.cli", "parse", "run")}
 
 def _registry() -> dict:
     from endogs.eval.cli import benchmark, eval_run
+    from endogs.export.cli import export
     from endogs.train.cli import TrainArgs
     from viewer.cli import view
 
-    return {"info": info, "synthetic": synthetic, "train": TrainArgs, "eval": eval_run, "benchmark": benchmark, "view": view}
+    return {
+        "info": info,
+        "synthetic": synthetic,
+        "train": TrainArgs,
+        "eval": eval_run,
+        "benchmark": benchmark,
+        "view": view,
+        "export": export,
+    }
 
 
 
