@@ -22,7 +22,8 @@ FAST = {
     "checkpoint_every": 1000,
     "sh_degree": 0,
     "device": "cpu",
-    "strategy": {"refine_start": 20, "refine_every": 20, "refine_stop": 200},
+    "init": {"max_points": 600},
+    "strategy": {"refine_start": 20, "refine_every": 20, "refine_stop": 200, "max_gaussians": 1500},
 }
 
 
@@ -95,7 +96,7 @@ def test_deformation_matters_and_depth_loss_helps_depth(tiny, tmp_path):
 
 
 def test_resume_reaches_the_same_parameters(tiny, tmp_path):
-    over = dict(iterations=60, deform={"kind": "hexplane"}, strategy={"refine_start": 10, "refine_every": 10, "refine_stop": 60, "reset_every": 30})
+    over = dict(iterations=60, deform={"kind": "hexplane"}, strategy={"refine_start": 10, "refine_every": 10, "refine_stop": 60, "reset_every": 30, "max_gaussians": 1500})
     straight = Trainer.create(cfg(**over), tiny, tmp_path / "a")
     straight.train(progress=False)
     first = Trainer.create(cfg(**over), tiny, tmp_path / "b")

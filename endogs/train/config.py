@@ -117,8 +117,8 @@ class TrainConfig:
     init_opacity: float = 0.5
     """Initial opacity of the Gaussians."""
 
-    init_scale: float = 1.0
-    """Multiplier of the kNN-based initial scales."""
+    init_scale: float = 0.5
+    """Multiplier of the kNN-based initial scales (smaller = sharper start, fewer overlaps)."""
 
     means_lr_final: float = 0.01
     """Final / initial learning rate of the means (exponential decay)."""
@@ -169,7 +169,7 @@ class TrainConfig:
             raise ConfigError(f"coarse_iterations ({coarse}) exceeds iterations ({iters})")
         down = self.data.downscale or (1.0 if cuda else max(1.0, width / 320.0))
         pixels = (width / down) * (height / down)
-        cap = self.strategy.max_gaussians or (300_000 if cuda else int(max(5000, pixels)))
+        cap = self.strategy.max_gaussians or (300_000 if cuda else int(max(2000, pixels)))
         return merge(self, {"iterations": iters, "coarse_iterations": coarse, "device": device_type,
                             "data": {"downscale": down}, "strategy": {"max_gaussians": cap}})
 
