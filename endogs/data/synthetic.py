@@ -52,6 +52,8 @@ __all__ = [
     "SyntheticScene",
     "SceneExistsError",
     "generate",
+    "render_view",
+    "SyntheticView",
     "surface_z",
     "material_coords",
     "tissue_points",
@@ -703,18 +705,16 @@ def _gauss_blur_unit(noise: np.ndarray, sigma: float) -> np.ndarray:
     return out / float(np.sum(k**2))  # std of separable blur of unit white noise = sum(k^2)
 
 
-def generate(config: Optional[SyntheticConfig] = None) -> SyntheticScene:
-    """Generate the scene described by ``config`` (default: 160x128, 24 frames, fixed camera)."""
-    cfg = SyntheticConfig() if config is None else config
-    cfg.__post_init__()  # re-validate in case fields were changed after construction
-    model = _SceneModel(cfg)
-    N, H, W = cfg.n_frames, cfg.height, cfg.width
-    f = cfg.fx
-    times = cfg.times()
-    c2w = np.stack([model.c2w(float(t)) for t in times])
-    rays_cam = _pixel_rays(cfg)
-    _check_single_hit(model, rays_cam, c2w)
+def _render_frames(model: "_SceneModel", times: np.ndarray, c2w: np.ndarray, rays_cam: np.ndarray,
+                   width: int, height: int, focal: float, pixel_box, img_rng: np.random.Generator) -> dict:
+    """Shade frames of one camera (head light at its centre): images, geometry and tool, as arrays.
 
+    ``rays_cam`` [3, H*W] are camera-space pixel rays with z = 1 (so the ray parameter is the depth),
+    ``pixel_box(a, b, radius, c2w_i)`` bounds the pixels a tool capsule can cover (None = none),
+    ``focal`` sets the texel size of the texture atlas.
+    """
+    cfg = model.cfg
+    N, H, W = len(times), height, width
     images = np.empty((N, H, W, 3), np.float32)
     albedo_all = np.empty((N, H, W, 3), np.float32)
     normals_all = np.empty((N, H, W, 3), np.float32)
@@ -722,13 +722,6 @@ def generate(config: Optional[SyntheticConfig] = None) -> SyntheticScene:
     tool_masks = np.zeros((N, H, W), bool)
     tool_depth = np.zeros((N, H, W), np.float32)
     spec_masks = np.zeros((N, H, W), bool)
-    depth = np.empty((N, H, W), np.float32)
-
-    noise_rng = np.random.default_rng([cfg.seed, 3])
-    hole_rng = np.random.default_rng([cfg.seed, 4])
-    img_rng = np.random.default_rng([cfg.seed, 5])
-    px = W / 160.0  # pixel scale relative to the default size
-    strip = int(round(cfg.left_strip * W))
 
     # pass 1: geometry (ray/surface hits, normals, material coordinates)
     mat = np.empty((N, 2, H * W), np.float32)
@@ -745,12 +738,12 @@ def generate(config: Optional[SyntheticConfig] = None) -> SyntheticScene:
 
     # pass 2: the texture, tabulated over the material region seen (texel = half the finest pixel
     # footprint) when that is cheaper than evaluating it per pixel
-    texel = 0.5 * float(gt_depth.min()) / f
+    texel = 0.5 * float(gt_depth.min()) / focal
     box = (float(mat[:, 0].min()), float(mat[:, 0].max()), float(mat[:, 1].min()), float(mat[:, 1].max()))
     use_atlas = _Texture.n_texels(box, texel) < 0.6 * N * H * W
     texture = _Texture(model, box if use_atlas else None, texel)
 
-    # pass 3: shading, tool, noisy depth
+    # pass 3: shading and tool
     for i, t in enumerate(times):
         t = float(t)
         R, C = c2w[i, :3, :3], c2w[i, :3, 3]
@@ -775,7 +768,7 @@ def generate(config: Optional[SyntheticConfig] = None) -> SyntheticScene:
             which = np.full((H, W), -1)
             d_img = d.reshape(3, H, W)
             for k, (a, b, rad) in enumerate(caps):
-                box = _capsule_pixel_box(a, b, rad, c2w[i], cfg)
+                box = pixel_box(a, b, rad, c2w[i])
                 if box is None:
                     continue
                 v0, v1, u0, u1 = box
@@ -811,8 +804,36 @@ def generate(config: Optional[SyntheticConfig] = None) -> SyntheticScene:
         images[i] = (np.round(np.clip(img, 0.0, 1.0) * 255.0) / 255.0).T.reshape(H, W, 3)
         albedo_all[i] = alb.T.reshape(H, W, 3)
         spec_masks[i] = spec_mask.reshape(H, W)
+    return {"images": images, "albedo": albedo_all, "normals": normals_all, "gt_depth": gt_depth,
+            "tool_masks": tool_masks, "tool_depth": tool_depth, "specular_masks": spec_masks}
 
-        # ---- noisy stereo-like depth
+
+def generate(config: Optional[SyntheticConfig] = None) -> SyntheticScene:
+    """Generate the scene described by ``config`` (default: 160x128, 24 frames, fixed camera)."""
+    cfg = SyntheticConfig() if config is None else config
+    cfg.__post_init__()  # re-validate in case fields were changed after construction
+    model = _SceneModel(cfg)
+    N, H, W = cfg.n_frames, cfg.height, cfg.width
+    f = cfg.fx
+    times = cfg.times()
+    c2w = np.stack([model.c2w(float(t)) for t in times])
+    rays_cam = _pixel_rays(cfg)
+    _check_single_hit(model, rays_cam, c2w)
+
+    noise_rng = np.random.default_rng([cfg.seed, 3])
+    hole_rng = np.random.default_rng([cfg.seed, 4])
+    img_rng = np.random.default_rng([cfg.seed, 5])
+    px = W / 160.0  # pixel scale relative to the default size
+    strip = int(round(cfg.left_strip * W))
+
+    views = _render_frames(model, times, c2w, rays_cam, W, H, f,
+                           lambda a, b, r, m: _capsule_pixel_box(a, b, r, m, cfg), img_rng)
+    gt_depth, tool_masks, tool_depth = views["gt_depth"], views["tool_masks"], views["tool_depth"]
+    spec_masks = views["specular_masks"]
+
+    # noisy stereo-like depth
+    depth = np.empty((N, H, W), np.float32)
+    for i in range(N):
         vis = np.where(tool_masks[i], tool_depth[i], gt_depth[i]).astype(np.float64)
         eps = _gauss_blur_unit(noise_rng.standard_normal((H, W)), 0.8 * px)
         noisy = vis + eps * cfg.depth_noise * (vis / 60.0) ** 2
@@ -841,19 +862,101 @@ def generate(config: Optional[SyntheticConfig] = None) -> SyntheticScene:
 
     return SyntheticScene(
         config=cfg,
-        images=images,
+        images=views["images"],
         tool_masks=tool_masks,
         depth=depth,
         gt_depth=gt_depth,
         K=cfg.K,
         c2w=c2w,
         times=times,
-        albedo=albedo_all,
-        normals=normals_all,
+        albedo=views["albedo"],
+        normals=views["normals"],
         specular_masks=spec_masks,
         tool_depth=tool_depth,
         _model=model,
     )
+
+
+@dataclass
+class SyntheticView:
+    """One extra camera's view of a generated scene (:func:`render_view`). Indexed by frame first."""
+
+    images: np.ndarray
+    """[N,H,W,3] float32 in [0,1], quantised to multiples of 1/255."""
+    gt_depth: np.ndarray
+    """[N,H,W] float32 mm: exact tissue depth along the camera's z axis (also behind the tool)."""
+    tool_masks: np.ndarray
+    """[N,H,W] bool, True = tool."""
+    tool_depth: np.ndarray
+    """[N,H,W] float32 mm, tool depth, 0 where there is no tool."""
+    specular_masks: np.ndarray
+    """[N,H,W] bool, highlights."""
+    K: np.ndarray
+    """[3,3] intrinsics (pixel centres at +0.5)."""
+    c2w: np.ndarray
+    """[N,4,4] camera-to-world of this view."""
+
+    @property
+    def visible_depth(self) -> np.ndarray:
+        return np.where(self.tool_masks, self.tool_depth, self.gt_depth)
+
+
+def render_view(
+    scene: SyntheticScene,
+    K: np.ndarray,
+    c2w: np.ndarray,
+    width: Optional[int] = None,
+    height: Optional[int] = None,
+    dist: Optional[np.ndarray] = None,
+    frames: Optional[np.ndarray] = None,
+    noise_stream: int = 6,
+) -> SyntheticView:
+    """Render the scene's tissue and tool from another camera (e.g. the right camera of a stereo rig).
+
+    Args:
+        K: 3x3 intrinsics with pixel centres at +0.5 (endogs convention; OpenCV's principal point is
+            0.5 px smaller).
+        c2w: [N,4,4] (or one [4,4]) camera-to-world per rendered frame (OpenCV axes).
+        width, height: image size; default the scene's.
+        dist: OpenCV distortion (k1, k2, p1, p2[, k3]) of this camera: pixel (u, v) shows the ray of the
+            undistorted point, as a real lens with that calibration would.
+        frames: which frames (times) to render; default all, matched one-to-one with ``c2w``.
+        noise_stream: seed stream of the image noise (only with ``config.image_noise`` > 0).
+
+    The head light sits at this camera's centre (a light per optical channel); shading, highlights
+    and the tool follow the same model as :func:`generate`, so a view with the scene's own K and c2w
+    reproduces ``scene.images``.
+    """
+    cfg = scene.config
+    model = _model_of(scene)
+    W = cfg.width if width is None else int(width)
+    H = cfg.height if height is None else int(height)
+    frames = np.arange(scene.n_frames) if frames is None else np.asarray(frames, int).reshape(-1)
+    c2w = np.asarray(c2w, np.float64)
+    if c2w.shape == (4, 4):
+        c2w = np.repeat(c2w[None], len(frames), axis=0)
+    if c2w.shape != (len(frames), 4, 4):
+        raise ValueError(f"c2w must be [{len(frames)},4,4] (one per frame), got {c2w.shape}")
+    K = np.asarray(K, np.float64)
+    u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))  # OpenCV pixel coords
+    if dist is None or not np.any(dist):
+        x = (u + 0.5 - K[0, 2]) / K[0, 0]
+        y = (v + 0.5 - K[1, 2]) / K[1, 1]
+    else:
+        Kcv = K.copy()
+        Kcv[:2, 2] -= 0.5
+        pts = np.stack([u.ravel(), v.ravel()], -1).reshape(-1, 1, 2)
+        crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12)
+        und = cv2.undistortPoints(pts, Kcv, np.asarray(dist, np.float64).reshape(-1), R=None, P=None, criteria=crit)
+        x, y = und[:, 0, 0], und[:, 0, 1]
+    rays_cam = np.stack([np.ravel(x), np.ravel(y), np.ones(H * W)])
+    if (W, H) == (cfg.width, cfg.height):  # the check's corner rays assume the scene's image size
+        _check_single_hit(model, rays_cam, c2w)
+    full = (0, H, 0, W)
+    out = _render_frames(model, scene.times[frames], c2w, rays_cam, W, H, float(K[0, 0]),
+                         lambda a, b, r, m: full, np.random.default_rng([cfg.seed, noise_stream]))
+    return SyntheticView(images=out["images"], gt_depth=out["gt_depth"], tool_masks=out["tool_masks"],
+                         tool_depth=out["tool_depth"], specular_masks=out["specular_masks"], K=K, c2w=c2w)
 
 
 def _model_of(scene_or_config: Union[SyntheticScene, SyntheticConfig]) -> _SceneModel:
