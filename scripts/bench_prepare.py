@@ -11,9 +11,13 @@ positions 0..39) and prints:
   that land inside frame i+1 (tool-free, valid depth); step sizes, fallbacks, pose-graph edges;
 * wall times.
 
+With ``--synthetic`` it instead measures the synthetic stereo video of tests/test_prepare.py against
+its exact ground truth (stereo depth error, RPE/ATE of odometry and of identity poses, auto-mask IoU).
+
 Usage:
     .venv/bin/python scripts/bench_prepare.py [--input ../shared/data/scared_640] [--start 0] [--end 40]
         [--out OUT] [--keep]
+    .venv/bin/python scripts/bench_prepare.py --synthetic
 """
 
 from __future__ import annotations
@@ -42,7 +46,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="scene folder (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary scene folder")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    ap.add_argument("--synthetic", action="store_true", help="measure the synthetic stereo video of the tests instead")
     args = ap.parse_args()
+    if args.synthetic:
+        return synthetic()
     if not args.input.exists():
         print(f"input {args.input} not found", file=sys.stderr)
         return 1
@@ -126,6 +133,51 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     elif tmp is not None:
         print(f"scene kept: {out}")
+    return 0
+
+
+def synthetic() -> int:
+    """The acceptance figures of tests/test_prepare.py: prepared scene vs exact ground truth."""
+    from endogs.data import load_scene
+    from endogs.data.synthetic import SyntheticConfig, generate
+    from endogs.video import PrepareOptions, prepare_scene
+    from endogs.video.poses import rotation_deg
+    from endogs.video.synthetic_stereo import rectified_ground_truth, write_stereo_video
+
+    cfg = SyntheticConfig(width=256, height=208, n_frames=8, camera="moving", deformation=0.3, seed=3)
+    with tempfile.TemporaryDirectory() as tmp:
+        scene = generate(cfg)
+        video = write_stereo_video(scene, Path(tmp) / "rec")
+        t0 = time.perf_counter()
+        res = prepare_scene(video.inputs[0], Path(tmp) / "scene", PrepareOptions(masks="auto"))
+        wall = time.perf_counter() - t0
+        gt_view, gt = rectified_ground_truth(scene, res.meta)
+        s = load_scene(res.root)
+        errs, vf, iou = [], [], []
+        for i, f in enumerate(s.frames):
+            m = f.depth > 0
+            g = gt_view.visible_depth[i]
+            errs.append(float(np.median(np.abs(f.depth[m] - g[m]) / g[m])))
+            vf.append(float(m.mean()))
+            tool, gtm = ~f.mask, gt_view.tool_masks[i]
+            iou.append(float((tool & gtm).sum() / max(1, (tool | gtm).sum())))
+        est = np.stack([f.camera.c2w for f in s.frames])
+    print(f"synthetic: {cfg}")
+    print(f"stereo depth median abs. rel. error per frame: mean {np.mean(errs):.4f}, max {np.max(errs):.4f}; "
+          f"valid fraction mean {np.mean(vf):.3f} (min {np.min(vf):.3f})")
+    path = np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1).sum()
+    for name, E in (("odometry", est), ("identity", np.tile(np.eye(4), (len(est), 1, 1)))):
+        t, r = [], []
+        for i in range(len(E) - 1):
+            g = np.linalg.inv(gt[i]) @ gt[i + 1]
+            e = np.linalg.inv(g) @ (np.linalg.inv(E[i]) @ E[i + 1])
+            t.append(np.linalg.norm(e[:3, 3]))
+            r.append(rotation_deg(e))
+        ate = np.linalg.norm(E[:, :3, 3] - gt[:, :3, 3], axis=1)
+        print(f"{name} poses: RPE translation mean {np.mean(t):.3f} max {np.max(t):.3f} mm, rotation mean {np.mean(r):.3f} "
+              f"max {np.max(r):.3f} deg; ATE RMSE {np.sqrt(np.mean(ate ** 2)):.3f} max {ate.max():.3f} mm (path {path:.2f} mm)")
+    print(f"fallback steps {len(res.pose_report.failures)}; auto tool-mask IoU {min(iou):.3f}-{max(iou):.3f}")
+    print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in res.seconds.items()) + f" (wall {wall:.1f}s)")
     return 0
 
 

@@ -95,7 +95,7 @@ def test_odometry_poses_match_ground_truth(prepared):
     path = float(np.sum(step_t))
     # identity poses would give RPE = the true steps (~0.9 mm) and ATE up to the whole path (~6 mm)
     assert np.mean(rpe_t) < 0.5 * np.mean(step_t), (rpe_t, step_t)
-    assert max(rpe_t) < 0.7 and max(rpe_r) < 0.7, (rpe_t, rpe_r)
+    assert max(rpe_t) < 0.8 and max(rpe_r) < 0.8, (rpe_t, rpe_r)  # measured max 0.64 mm, 0.61 deg
     assert ate.max() < 0.3 * path, (ate, path)
 
 
