@@ -291,3 +291,20 @@ def test_cli_subprocess_exit_code_and_stderr(tmp_path):
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("endogs: error: ") and "empty.mp4" in lines[0]
+
+
+def test_mask_video_with_tissue_polarity(small_video, tmp_path):
+    from endogs.video.synthetic_stereo import write_video
+
+    masks = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((small_video.root / "gt" / "tool_masks").glob("*.png"))])
+    tissue_white = np.repeat((255 - masks)[..., None], 3, axis=3)
+    write_video(tmp_path / "masks.mp4", tissue_white, 5.0)
+    res = prepare_scene(small_video.root, tmp_path / "s", PrepareOptions(
+        poses="identity", masks=str(tmp_path / "masks.mp4"), mask_polarity="tissue", start=1))
+    s = load_scene(res.root)
+    ref = load_scene(prepare_scene(small_video.root, tmp_path / "r", PrepareOptions(
+        poses="identity", masks=str(small_video.root / "gt" / "tool_masks"), start=1)).root)
+    assert len(s) == 2 and res.meta["masks"]["method"] == "file"
+    for a, b in zip(s.frames, ref.frames):
+        ta, tb = ~a.mask, ~b.mask
+        assert tb.any() and (ta & tb).sum() / (ta | tb).sum() > 0.9

@@ -85,15 +85,15 @@ class MaskSource:
         self._cache: dict[int, np.ndarray] = {}
 
     def load(self, indices: list[int]) -> None:
+        """Decode the masks of these input frames (one pass over a mask video; a folder reads lazily)."""
         for i, img in self.reader.frames(indices):
-            self._cache[i] = img
+            self._cache[i] = img[..., 0] >= 128  # video compression blurs binary values
 
     def get(self, index: int) -> np.ndarray:
         """Tool mask (True = tool) of input frame ``index``, in the input frame's pixel grid."""
         if index not in self._cache:
             self.load([index])
-        g = self._cache.pop(index)[..., 0]
-        white = g >= 128  # video compression blurs binary values
+        white = self._cache.pop(index)
         return white if self.tool_white else ~white
 
 

@@ -68,5 +68,5 @@ def relative_depth(inv: np.ndarray, median_depth: float = NOMINAL_MEDIAN_DEPTH) 
     inv = np.where(pos, np.maximum(inv, lo), 0.0)  # tiny values would explode into huge depths
     med = float(np.median(inv[pos]))
     with np.errstate(divide="ignore"):
-        d = np.where(pos, median_depth * med / inv, 0.0)
+        d = np.where(pos, np.minimum(median_depth * med / inv, 20.0 * median_depth), 0.0)
     return d.astype(np.float32)

@@ -127,9 +127,11 @@ class PoseReport:
     keyframe_edges: int = 0
     keyframe_edges_rejected: int = 0
     pose_graph: bool = False
+    pose_graph_max_correction_mm: float = 0.0
 
     def to_dict(self) -> dict:
         return {"method": self.method, "pose_graph": self.pose_graph, "keyframe_edges": self.keyframe_edges,
+                "pose_graph_max_correction_mm": self.pose_graph_max_correction_mm,
                 "keyframe_edges_rejected": self.keyframe_edges_rejected, "failures": self.failures,
                 "steps": self.steps}
 
@@ -141,7 +143,7 @@ def orb_pnp(src_img: np.ndarray, src_depth: np.ndarray, tgt_img: np.ndarray, K: 
     """T_tgt,src from ORB matches: 3D points of the source (its depth) against target pixels, RANSAC PnP
     (2 px) refined with Levenberg-Marquardt on the inliers. (None, reason) on failure."""
     H, W = src_depth.shape
-    n = int(np.clip(H * W / 100, 500, 3000))
+    n = int(np.clip(H * W / 100, 500, 1500))
     orb = cv2.ORB_create(nfeatures=n, fastThreshold=7, edgeThreshold=15, patchSize=15)
     g1 = cv2.cvtColor(src_img, cv2.COLOR_RGB2GRAY)
     g2 = cv2.cvtColor(tgt_img, cv2.COLOR_RGB2GRAY)
@@ -336,6 +338,7 @@ def _pose_graph(odo: Odometry, rgbds, images, masked, K, c2w, steps, infos, ever
     out = np.linalg.inv(out[0]) @ out  # frame 0 stays the world frame
     shift = np.linalg.norm(out[:, :3, 3] - c2w[:, :3, 3], axis=1).max()
     report.pose_graph = True
+    report.pose_graph_max_correction_mm = float(shift)
     log(f"pose graph: {report.keyframe_edges} keyframe edges ({report.keyframe_edges_rejected} rejected), "
         f"largest correction {shift:.2f} mm")
     return out

@@ -14,7 +14,7 @@ import numpy as np
 from endogs.config_io import to_dict
 from endogs.errors import ConfigError, DataError
 from endogs.video.config import PrepareOptions
-from endogs.video.mono import NO_MODEL_HELP, load_depth_model, relative_depth
+from endogs.video.mono import NO_MODEL_HELP, NOMINAL_MEDIAN_DEPTH, load_depth_model, relative_depth
 from endogs.video.masks import MaskSource, auto_tool_mask, check_polarity
 from endogs.video.poses import PoseReport, odometry_poses, read_pose_file, to_rectified
 from endogs.video.rectify import find_calibration, load_calibration, mono_intrinsics, mono_rectifier, stereo_rectifier
@@ -136,6 +136,8 @@ def prepare_scene(input: Path, out: Path, opts: Optional[PrepareOptions] = None,
     mask_src = None
     if opts.masks not in ("none", "auto"):
         mask_src = MaskSource(Path(opts.masks), opts.mask_polarity, inp.count, in_size)
+        if mask_src.reader.kind == "video":
+            mask_src.load(indices)
 
     # ---- per frame: rectify, depth, masks
     images, depths, tools, usable = [], [], [], []
@@ -213,7 +215,7 @@ def prepare_scene(input: Path, out: Path, opts: Optional[PrepareOptions] = None,
         "generator": GENERATOR,
         "layout": "endonerf",
         "depth_unit": depth_unit,
-        "depth_png_scale": depth_png_scale(opts.depth_max if inp.stereo else 4 * opts.depth_max),
+        "depth_png_scale": depth_png_scale(opts.depth_max if inp.stereo else 20 * NOMINAL_MEDIAN_DEPTH),
         "mask_polarity": "tool",
         "fx": float(K[0, 0]),
         "fy": float(K[1, 1]),
