@@ -11,7 +11,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 

@@ -6,7 +6,6 @@ Register with ``{"prepare": prepare, "reconstruct": reconstruct}`` (``COMMANDS``
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Optional
 
