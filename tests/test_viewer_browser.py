@@ -126,7 +126,7 @@ class Page:
         return self.wait(stable, timeout, f"{what}: the picture to settle")
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_view_in_chromium(server, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -146,7 +146,7 @@ def test_view_in_chromium(server, tmp_path):
             v = Page(page, shots)
 
             # 1. the first frame shows the tissue
-            v.wait(lambda: v.stats() or None, 60, "the first rendered frame")
+            v.wait(lambda: v.stats() or None, 150, "the first rendered frame")
             first = v.settled(None, 60, "first frame")
             v.grab("1_first_frame")
             mean, std = first.mean((0, 1)), first.std()
@@ -197,7 +197,7 @@ print("finished at step", tr.step, flush=True)
 """
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_live_training_pause_and_disconnect(tiny_run, tmp_path):
     import subprocess
     import sys
@@ -236,7 +236,7 @@ def test_live_training_pause_and_disconnect(tiny_run, tmp_path):
                 page = ctx.new_page()
                 page.goto(url, wait_until="domcontentloaded")
                 v = Page(page, tmp_path)
-                v.wait(lambda: v.stats() or None, 60, "the first rendered frame")
+                v.wait(lambda: v.stats() or None, 150, "the first rendered frame")
                 step_box = page.get_by_label("Step")
 
                 def step() -> int:
