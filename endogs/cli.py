@@ -84,6 +84,7 @@ def _registry() -> dict:
     from endogs.eval.cli import benchmark, eval_run
     from endogs.export.cli import export
     from endogs.train.cli import TrainArgs
+    from endogs.video.cli import prepare, reconstruct
     from viewer.cli import view
 
     return {
@@ -94,6 +95,8 @@ def _registry() -> dict:
         "benchmark": benchmark,
         "view": view,
         "export": export,
+        "prepare": prepare,
+        "reconstruct": reconstruct,
     }
 
 
