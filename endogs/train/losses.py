@@ -92,14 +92,15 @@ def inverse_depth_l1(pred_depth: Tensor, gt_depth: Tensor, weight: Tensor) -> Te
 
 
 def pearson_depth(pred_depth: Tensor, prior: Tensor, weight: Tensor) -> Tensor:
-    """1 - Pearson correlation between rendered inverse depth and a relative (monocular) prior.
+    """1 - Pearson correlation between rendered depth and a relative (monocular) depth prior.
 
-    ``prior`` is a relative inverse-depth-like map (larger = closer), as monocular models output.
+    ``prior`` is depth-like (larger = farther, 0 = invalid) up to an unknown scale and shift, as
+    ``endogs prepare`` stores monocular depth (``depth_unit: relative``); the loss ignores both.
     """
     valid = (prior > 0) & (weight > 0)
     if int(valid.sum()) < 2:
         return pred_depth.sum() * 0.0
-    a = 1.0 / pred_depth[valid].clamp_min(1e-6)
+    a = pred_depth[valid]
     b = prior[valid]
     a = a - a.mean()
     b = b - b.mean()
