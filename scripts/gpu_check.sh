@@ -13,7 +13,9 @@
 # machine WITH network, for the GPU machine's Python version (check it there with
 # `python -c 'import sys; print(sys.version_info[:2])'`; 3.11 below) and platform:
 #
-#   grep -v '^torch' requirements.txt > /tmp/req-notorch.txt        # never download torch
+#   python -c "import ast,sys; t=ast.parse(open('setup.py').read()); \
+#     print('\n'.join(e.value for n in ast.walk(t) if isinstance(n, ast.keyword) and n.arg=='install_requires' \
+#     for e in n.value.elts if not e.value.startswith('torch')))" > /tmp/req-notorch.txt   # never download torch
 #   pip download -d wheels --only-binary=:all: --python-version 3.11 \
 #       --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_35_x86_64 \
 #       -r /tmp/req-notorch.txt pytest
