@@ -117,8 +117,8 @@ class TrainConfig:
     init_opacity: float = 0.5
     """Initial opacity of the Gaussians."""
 
-    init_scale: float = 0.5
-    """Multiplier of the kNN-based initial scales (smaller = sharper start, fewer overlaps)."""
+    init_scale: float = 1.0
+    """Multiplier of the kNN-based initial scales."""
 
     means_lr_final: float = 0.01
     """Final / initial learning rate of the means (exponential decay)."""
