@@ -187,9 +187,13 @@ def test_view_in_chromium(server, tmp_path):
 
 
 LIVE = """
-import sys
+import sys, time
 from endogs.train.trainer import Trainer
 from viewer.live import train_with_viewer
+_step = Trainer.train_step
+def paced_step(self):  # at least 0.1 s a step, so a fast machine cannot finish before the browser pauses it
+    t0 = time.perf_counter(); out = _step(self); time.sleep(max(0.0, 0.1 - (time.perf_counter() - t0))); return out
+Trainer.train_step = paced_step
 tr = Trainer.resume(sys.argv[1])
 tr.cfg.iterations = tr.step + int(sys.argv[3])
 train_with_viewer(tr, port=int(sys.argv[2]), progress=False, keep_serving=False)
@@ -210,7 +214,7 @@ def test_live_training_pause_and_disconnect(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     start = load_run(run, "cpu").step
-    extra = 40
+    extra = 200
     proc = subprocess.Popen([sys.executable, "-c", LIVE, str(run), str(free_port()), str(extra)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err: list[str] = []
