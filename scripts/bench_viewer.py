@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import nerfview
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,18 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-@dataclass
-class _CameraState:
-    """nerfview's CameraState (fov vertical, OpenCV c2w)."""
-
-    fov: float
-    aspect: float
-    c2w: np.ndarray
-
-    def get_K(self, img_wh):
-        W, H = img_wh
-        f = H / 2.0 / np.tan(self.fov / 2.0)
-        return np.array([[f, 0.0, W / 2.0], [0.0, f, H / 2.0], [0.0, 0.0, 1.0]])
+_CameraState = nerfview.CameraState  # vertical fov, OpenCV c2w
 
 
 @dataclass

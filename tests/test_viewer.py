@@ -16,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import nerfview
 import numpy as np
 import pytest
 import torch
@@ -42,18 +43,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`control_layout` is deprecated:D
 
 
 # ------------------------------------------------------------------------------------ helpers
-@dataclass
-class CamState:
-    """Stands in for nerfview.CameraState (vertical fov, OpenCV c2w)."""
-
-    fov: float
-    aspect: float
-    c2w: np.ndarray
-
-    def get_K(self, img_wh):
-        W, H = img_wh
-        f = H / 2.0 / np.tan(self.fov / 2.0)
-        return np.array([[f, 0.0, W / 2.0], [0.0, f, H / 2.0], [0.0, 0.0, 1.0]])
+CamState = nerfview.CameraState  # vertical fov, OpenCV c2w
 
 
 @dataclass
