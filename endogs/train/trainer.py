@@ -250,7 +250,7 @@ class Trainer:
 
         cfg = self.cfg
         end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
-        bar = tqdm(total=cfg.iterations, initial=self.step, disable=not progress, dynamic_ncols=True, desc="train")
+        bar = tqdm(total=cfg.iterations, initial=self.step, disable=None if progress else True, mininterval=0.5, dynamic_ncols=True, desc="train")  # no bar when not a terminal
         t_start = time.perf_counter()
         elapsed0 = self.elapsed
         while self.step < end and not self.stop_requested:
