@@ -44,7 +44,10 @@ setup(
         "typing_extensions",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "playwright"],  # playwright drives the system chromium in the browser tests
+        # endogs batch: many scenes x configs as Ray tasks (plain ray, no dashboard extras)
+        "cluster": ["ray==2.60.0"],
+        # playwright drives the system chromium in the browser tests; ray runs the endogs batch tests
+        "dev": ["pytest", "pytest-timeout", "playwright", "ray==2.60.0"],
     },
     entry_points={"console_scripts": ["endogs=endogs.cli:entry"]},
 )

@@ -81,6 +81,7 @@ def synthetic(
 SPECIAL = {"train": ("endogs.train.cli", "parse", "run")}
 
 def _registry() -> dict:
+    from endogs.batch.cli import batch
     from endogs.eval.cli import benchmark, eval_run
     from endogs.export.cli import export
     from endogs.train.cli import TrainArgs
@@ -93,6 +94,7 @@ def _registry() -> dict:
         "train": TrainArgs,
         "eval": eval_run,
         "benchmark": benchmark,
+        "batch": batch,
         "view": view,
         "export": export,
         "prepare": prepare,
@@ -102,7 +104,8 @@ def _registry() -> dict:
 
 
 def main(argv: Optional[list[str]] = None, commands: Optional[dict] = None) -> int:
-    """Run the CLI; ``commands`` (name -> function) replaces the registry, e.g. in tests."""
+    """Run the CLI; ``commands`` (name -> function) replaces the registry, e.g. in tests. A command may
+    return an int: the exit status (``endogs batch`` returns 1 when some pairs failed)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if commands is None and argv and argv[0] in SPECIAL:
@@ -113,9 +116,11 @@ def main(argv: Optional[list[str]] = None, commands: Optional[dict] = None) -> i
             getattr(mod, run_name)(getattr(mod, parse_name)(argv[1:]))
             return 0
         registry = commands or _registry()
-        tyro.extras.subcommand_cli_from_dict(
+        status = tyro.extras.subcommand_cli_from_dict(
             registry, prog="endogs", args=argv, description="Dynamic Gaussian splatting for endoscopic video."
         )
+        if isinstance(status, int) and not isinstance(status, bool):
+            return status
     except EndogsError as exc:
         print(f"endogs: error: {exc}", file=sys.stderr)
         return 2

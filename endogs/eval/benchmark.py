@@ -228,15 +228,18 @@ def _reset_peak_memory() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def train_or_reuse(cfg, data_path: Path, run_dir: Path, reuse: bool, log: Callable[[str], None]) -> str:
-    """Train ``run_dir`` (new), resume it, or skip it; returns "trained", "resumed" or "reused"."""
+def train_or_reuse(cfg, data_path: Path, run_dir: Path, reuse: bool, log: Callable[[str], None],
+                   on_step: Optional[Callable[[Any, dict], None]] = None) -> str:
+    """Train ``run_dir`` (new), resume it, or skip it; returns "trained", "resumed" or "reused".
+
+    ``on_step(trainer, terms)`` is passed to :meth:`Trainer.train` (called after every step)."""
     from endogs.train.trainer import CKPT_FILE, Trainer, read_run
 
     if not (run_dir / CKPT_FILE).exists():
         _reset_peak_memory()
         tr = Trainer.create(cfg, data_path, run_dir)
         log(f"training {run_dir.name}: {len(tr.frames)} frames, {tr.cfg.iterations} iterations on {tr.device.type}")
-        tr.train(progress=False)
+        tr.train(progress=False, on_step=on_step)
         return "trained"
     if not reuse:
         raise ConfigError(f"{run_dir}: a run already exists here; pass --reuse to skip finished runs (and resume "
@@ -252,7 +255,7 @@ def train_or_reuse(cfg, data_path: Path, run_dir: Path, reuse: bool, log: Callab
         return "reused"
     log(f"resuming unfinished run {run_dir.name}")
     _reset_peak_memory()
-    Trainer.resume(run_dir).train(progress=False)
+    Trainer.resume(run_dir).train(progress=False, on_step=on_step)
     return "resumed"
 
 
@@ -293,6 +296,59 @@ def _row(scene: str, method: str, source: str, s: dict, report: dict, note: str 
             "note": note}
 
 
+def measured_rows(scene: str, method: str, report: dict, baselines: bool) -> list[dict[str, Any]]:
+    """The table row of a trained run (its metrics.json ``report``), then the scene's trivial baselines."""
+    rows = [_row(scene, method, MEASURED, report["metrics"]["model"], report, report["verdict"]["text"])]
+    if baselines:
+        for b in ("nearest_train", "neighbour_mean", "train_mean"):
+            if b in report["metrics"]:
+                rows.append(_row(scene, LABELS[b], BASELINE, report["metrics"][b], report))
+    return rows
+
+
+def peer_rows(peers: list[tuple[Path, PeersFile]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of published numbers ("reported (FILE)") and one source/protocol note per entry."""
+    rows, notes = [], []
+    for p, pf in peers:
+        for e in pf.entries:
+            row = {k: getattr(e, k) for k in ("psnr", "psnr_legacy", "ssim", "ssim_masked", "lpips", "train_time_s", "fps",
+                                              "peak_memory_mb", "num_gaussians", "device", "protocol", "note")}
+            rows.append({"scene": e.scene, "method": e.method, "source": f"{REPORTED} ({p.name})", **row})
+            notes.append(f"{e.method} / {e.scene}: {e.source}. Protocol: {e.protocol}" + (f" Note: {e.note}" if e.note else ""))
+    return rows, notes
+
+
+def write_table(out_dir: Path, title: str, by: str, rows: list[dict[str, Any]], settings: EvalSettings,
+                sections: list[tuple[str, list[str]]]) -> str:
+    """Write the comparison table of ``endogs benchmark`` and ``endogs batch``: OUT/table.md (title, how to
+    read it, the table, then one bulleted list per section) and OUT/table.csv (``TABLE_COLUMNS``);
+    returns the plain-text table. ``by`` names what measured the rows ("this benchmark")."""
+    table_rows = [[r["scene"], r["method"], r["source"], fmt(r["psnr"]), fmt(r["psnr_legacy"]), fmt(r["ssim"], 4),
+                   fmt(r["ssim_masked"], 4), fmt(r["lpips"], 3), fmt(r["train_time_s"], 1), fmt_rate(r["fps"]),
+                   fmt(r["peak_memory_mb"], 0), fmt(r["num_gaussians"]), fmt(r["device"])] for r in rows]
+    text = text_table(TABLE_HEADER, table_rows, left=3)
+    md = [f"# {title}", "",
+          f"Rows marked *measured here* were trained and evaluated by {by}; *baseline* rows are trivial "
+          "predictors on the same frames and masks; *reported* rows are published numbers copied from the peers "
+          "file, under their own protocols (datasets, splits, PSNR variants, LPIPS backbones and GPUs differ), and "
+          "are not reproduced here.", "",
+          "- PSNR: true masked PSNR (MSE over tissue pixels only). PSNR legacy: PSNR of mask-multiplied images over "
+          "all pixels (what EndoNeRF/EndoGaussian/Deform3DGS print; inflated). A reported value sits in the column "
+          "of the variant its code computes.",
+          f"- evaluation: split {settings.split}, protocol {settings.protocol} (per-scene overrides apply); "
+          "LPIPS is AlexNet with inputs in [-1, 1] when its weights are available, else n/a.", "",
+          markdown_table(TABLE_HEADER, table_rows, left=3), ""]
+    cpu_runs = [r for r in rows if r["source"] == MEASURED and r["device"] == "cpu"]
+    if len(cpu_runs) > 1:
+        md += ["Note: on CPU the trainer logs the process's maximum RSS, which never decreases, so the peak memory "
+               "of a run trained after another in the same process is an upper bound.", ""]
+    for heading, items in sections:
+        md += [f"## {heading}", ""] + [f"- {x}" for x in items] + [""]
+    io.write_csv(out_dir / "table.csv", rows, TABLE_COLUMNS)
+    io.write_text(out_dir / "table.md", "\n".join(md))
+    return text
+
+
 def run_benchmark(config: Union[str, Path], reuse: bool = False, output: Optional[Union[str, Path]] = None,
                   device: str = "auto", log: Callable[[str], None] = lambda s: None) -> BenchmarkResult:
     """Train and evaluate every scene x variant of ``config``; write table.md, table.csv, benchmark.json."""
@@ -316,50 +372,21 @@ def run_benchmark(config: Union[str, Path], reuse: bool = False, output: Optiona
         report, eval_status = evaluate_or_reuse(run_dir, bench.eval, scene.protocol, device, reuse, log)
         single = len(bench.variants) == 1 and variant.name == "default"
         method = "endogs" if single else f"endogs ({variant.name})"
-        rows.append(_row(scene.name, method, MEASURED, report["metrics"]["model"], report, report["verdict"]["text"]))
-        if scene.name not in baselines_done:
-            for b in ("nearest_train", "neighbour_mean", "train_mean"):
-                if b in report["metrics"]:
-                    rows.append(_row(scene.name, LABELS[b], BASELINE, report["metrics"][b], report))
-            baselines_done.add(scene.name)
+        rows += measured_rows(scene.name, method, report, baselines=scene.name not in baselines_done)
+        baselines_done.add(scene.name)
         runs.append({"scene": scene.name, "variant": variant.name, "run": str(run_dir), "data": str(data_path),
                      "train": train_status, "eval": eval_status, "metrics": str(run_dir / f"eval_{bench.eval.split}" / "metrics.json"),
                      "verdict": report["verdict"]})
     order = {s.name: k for k, s in enumerate(bench.scenes)}
     rows.sort(key=lambda r: (order[r["scene"]], r["source"] != MEASURED))  # stable: measured, then baselines
-    peer_notes = []
-    for p, pf in peers:
-        for e in pf.entries:
-            row = {k: getattr(e, k) for k in ("psnr", "psnr_legacy", "ssim", "ssim_masked", "lpips", "train_time_s", "fps",
-                                              "peak_memory_mb", "num_gaussians", "device", "protocol", "note")}
-            rows.append({"scene": e.scene, "method": e.method, "source": f"{REPORTED} ({p.name})", **row})
-            peer_notes.append(f"{e.method} / {e.scene}: {e.source}. Protocol: {e.protocol}" + (f" Note: {e.note}" if e.note else ""))
-    table_rows = [[r["scene"], r["method"], r["source"], fmt(r["psnr"]), fmt(r["psnr_legacy"]), fmt(r["ssim"], 4),
-                   fmt(r["ssim_masked"], 4), fmt(r["lpips"], 3), fmt(r["train_time_s"], 1), fmt_rate(r["fps"]),
-                   fmt(r["peak_memory_mb"], 0), fmt(r["num_gaussians"]), fmt(r["device"])] for r in rows]
-    text = text_table(TABLE_HEADER, table_rows, left=3)
-    md = [f"# Benchmark: {bench.name}", "",
-          "Rows marked *measured here* were trained and evaluated by this benchmark; *baseline* rows are trivial "
-          "predictors on the same frames and masks; *reported* rows are published numbers copied from the peers "
-          "file, under their own protocols (datasets, splits, PSNR variants, LPIPS backbones and GPUs differ), and "
-          "are not reproduced here.", "",
-          "- PSNR: true masked PSNR (MSE over tissue pixels only). PSNR legacy: PSNR of mask-multiplied images over "
-          "all pixels (what EndoNeRF/EndoGaussian/Deform3DGS print; inflated). A reported value sits in the column "
-          "of the variant its code computes.",
-          f"- evaluation: split {bench.eval.split}, protocol {bench.eval.protocol} (per-scene overrides apply); "
-          "LPIPS is AlexNet with inputs in [-1, 1] when its weights are available, else n/a.", "",
-          markdown_table(TABLE_HEADER, table_rows, left=3), ""]
-    cpu_runs = [r for r in rows if r["source"] == MEASURED and r["device"] == "cpu"]
-    if len(cpu_runs) > 1:
-        md += ["Note: on CPU the trainer logs the process's maximum RSS, which never decreases, so the peak memory "
-               "of a run trained after another in the same benchmark process is an upper bound.", ""]
-    md += ["## Verdicts", ""] + [f"- {r['scene']} / {r['variant']}: {r['verdict']['text']}" for r in runs] + [""]
+    reported, peer_notes = peer_rows(peers)
+    sections = [("Verdicts", [f"{r['scene']} / {r['variant']}: {r['verdict']['text']}" for r in runs])]
     if peer_notes:
-        md += ["## Reported numbers: sources and protocols", ""] + [f"- {n}" for n in peer_notes] + [""]
-    md += ["## Runs", ""] + [f"- {r['scene']} / {r['variant']}: `{r['run']}` (train: {r['train']}, eval: {r['eval']})"
-                             for r in runs] + [""]
-    io.write_csv(out_dir / "table.csv", rows, TABLE_COLUMNS)
-    io.write_text(out_dir / "table.md", "\n".join(md))
+        sections.append(("Reported numbers: sources and protocols", peer_notes))
+    sections.append(("Runs", [f"{r['scene']} / {r['variant']}: `{r['run']}` (train: {r['train']}, eval: {r['eval']})"
+                              for r in runs]))
+    rows += reported
+    text = write_table(out_dir, f"Benchmark: {bench.name}", "this benchmark", rows, bench.eval, sections)
     io.write_json(out_dir / "benchmark.json", {"name": bench.name, "config": str(cfg_path.resolve()),
                                                "benchmark": dataclasses.asdict(bench), "rows": rows, "runs": runs})
     return BenchmarkResult(out_dir, rows, text, runs)
