@@ -94,8 +94,8 @@ class StrategyConfig:
     """Use absolute gradients (AbsGS); raise grow_grad2d to about 0.0008 with it."""
 
     max_gaussians: Optional[int] = None
-    """Stop growing beyond this many Gaussians; None picks by device (CUDA 300k; CPU about one per
-    training pixel)."""
+    """Stop growing beyond this many Gaussians; None picks by device (CUDA 300k; CPU one per two
+    training pixels)."""
 
 
 @dataclass
@@ -144,9 +144,13 @@ class TrainConfig:
     data: DataOptions = field(default_factory=DataOptions)
     init: InitConfig = field(default_factory=InitConfig)
     deform: DeformConfig = field(default_factory=DeformConfig)
-    lr: LearningRates = field(default_factory=lambda: LearningRates(means=8e-4, scales=1e-2, quats=2e-3, sh0=1e-2, shN=5e-4))
-    """Initial learning rates; higher than gsplat's 30k-step defaults, for schedules of a few
-    thousand steps."""
+    lr: LearningRates = field(default_factory=lambda: LearningRates(
+        means=8e-4, scales=1e-2, quats=2e-3, sh0=1e-2, shN=5e-4, basis=3e-4, grid=3e-2, network=3e-3))
+    """Initial learning rates; higher than gsplat's 30k-step defaults for the Gaussians, for schedules
+    of a few thousand steps. The HexPlane planes and decoder learn fast (a field at 4DGS's rates
+    barely moves in 3000 steps); the per-Gaussian basis coefficients learn slowly (each one is
+    updated by Adam at full step size whenever its frame is seen, so a high rate makes every
+    Gaussian jitter over time). All deformation rates decay by ``deform_lr_final`` over the fine stage."""
     loss: LossConfig = field(default_factory=LossConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
 
@@ -169,7 +173,7 @@ class TrainConfig:
             raise ConfigError(f"coarse_iterations ({coarse}) exceeds iterations ({iters})")
         down = self.data.downscale or (1.0 if cuda else max(1.0, width / 320.0))
         pixels = (width / down) * (height / down)
-        cap = self.strategy.max_gaussians or (300_000 if cuda else int(max(2000, pixels)))
+        cap = self.strategy.max_gaussians or (300_000 if cuda else int(max(2000, 0.5 * pixels)))
         return merge(self, {"iterations": iters, "coarse_iterations": coarse, "device": device_type,
                             "data": {"downscale": down}, "strategy": {"max_gaussians": cap}})
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gsplat.strategy import DefaultStrategy
-from gsplat.strategy.ops import reset_opa
+import torch
+from gsplat.strategy.ops import duplicate, reset_opa, split
 
 
 @dataclass
@@ -27,11 +28,38 @@ class EndoStrategy(DefaultStrategy):
 
 @dataclass
 class CappedStrategy(EndoStrategy):
-    """``EndoStrategy`` that stops growing once ``max_gaussians`` is reached (0 = no cap)."""
+    """``EndoStrategy`` that never grows beyond ``max_gaussians`` (0 = no cap): when more Gaussians
+    qualify for duplication or splitting than there is room for, those with the highest mean
+    screen-space gradient are grown (a split adds one Gaussian net, a duplicate one)."""
 
     max_gaussians: int = 0
 
+    @torch.no_grad()
     def _grow_gs(self, params, optimizers, state, step):
-        if self.max_gaussians and len(params["means"]) >= self.max_gaussians:
+        if not self.max_gaussians:
+            return super()._grow_gs(params, optimizers, state, step)
+        n = len(params["means"])
+        room = self.max_gaussians - n
+        if room <= 0:
             return 0, 0
-        return super()._grow_gs(params, optimizers, state, step)
+        grads = state["grad2d"] / state["count"].clamp_min(1)  # [N]
+        grow = grads > self.grow_grad2d
+        small = torch.exp(params["scales"]).max(dim=-1).values <= self.grow_scale3d * state["scene_scale"]
+        split_big = grow & ~small
+        if step < self.refine_scale2d_stop_iter:
+            split_big |= state["radii"] > self.grow_scale2d
+        candidates = (grow & small) | split_big
+        if int(candidates.sum()) > room:  # keep the `room` strongest candidates
+            score = torch.where(candidates, grads, torch.full_like(grads, -1.0))
+            keep = torch.zeros_like(candidates)
+            keep[torch.topk(score, room).indices] = True
+            candidates &= keep
+        is_dupli = candidates & small & ~split_big
+        is_split = candidates & split_big
+        n_dupli, n_split = int(is_dupli.sum()), int(is_split.sum())
+        if n_dupli:
+            duplicate(params=params, optimizers=optimizers, state=state, mask=is_dupli)
+        if n_split:  # duplicates were appended at the end and are not split
+            is_split = torch.cat([is_split, torch.zeros(n_dupli, dtype=torch.bool, device=is_split.device)])
+            split(params=params, optimizers=optimizers, state=state, mask=is_split, revised_opacity=self.revised_opacity)
+        return n_dupli, n_split

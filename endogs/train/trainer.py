@@ -27,6 +27,7 @@ from endogs.config_io import dump_yaml, from_dict, load_yaml, merge, to_dict
 from endogs.data import Scene, load_scene
 from endogs.errors import ConfigError, DataError
 from endogs.init import point_cloud_from_frames
+from endogs.model.gaussians import DEFORM_PREFIX
 from endogs.model.scene import DynamicScene, SceneOptimizers
 from endogs.render import render
 from endogs.train.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_atomic, write_text_atomic
@@ -197,11 +198,15 @@ class Trainer:
         m = self.cfg.means_lr_final**frac
         for g, lr in zip(self.optimizers.gaussians["means"].param_groups, self._base_lrs["means"]):
             g["lr"] = lr * m
+        fine = max(0.0, (step - self.cfg.coarse_iterations) / max(1, self.cfg.iterations - self.cfg.coarse_iterations))
+        d = self.cfg.deform_lr_final**fine
         if self.optimizers.deform is not None:
-            fine = max(0.0, (step - self.cfg.coarse_iterations) / max(1, self.cfg.iterations - self.cfg.coarse_iterations))
-            d = self.cfg.deform_lr_final**fine
             for g, lr in zip(self.optimizers.deform.param_groups, self._base_deform):
                 g["lr"] = lr * d
+        for name, opt in self.optimizers.gaussians.items():  # per-Gaussian temporal-basis coefficients
+            if name.startswith(DEFORM_PREFIX):
+                for g, lr in zip(opt.param_groups, self._base_lrs[name]):
+                    g["lr"] = lr * d
 
     def frame_for_step(self, step: int) -> TrainFrame:
         n = len(self.frames)
