@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One short, prepared check on a GPU machine: CUDA-marked tests and the render benchmark on CUDA.
+# One short, prepared check on a GPU machine: CUDA-marked tests, the render benchmark and a
+# 640x512 training run on CUDA.
 #
-# Usage:   scripts/gpu_check.sh OUTDIR        (run from anywhere; ~5 minutes at most)
+# Usage:   scripts/gpu_check.sh OUTDIR        (run from anywhere; ~9 minutes at most)
 #
 # Target: a machine with an NVIDIA GPU (e.g. one H200), a CUDA build of PyTorch and a CUDA
 # toolkit (nvcc) preinstalled, and NO network. gsplat 1.5.3 ships CUDA sources only and compiles
@@ -27,19 +28,22 @@
 # Outputs in OUTDIR: gpu_check.log (everything), env.txt, nvidia-smi.txt, pip_install.log,
 # gsplat_compile.log, junit_cuda.xml + pytest_cuda.log, bench_cuda_gsplat.jsonl,
 # bench_cuda_torch.jsonl (the PyTorch rasterizer on the GPU), status.txt (one line per step).
-# Knobs: PYTHON (interpreter), WHEELS_DIR, GPU_CHECK_BUDGET_S (default 290), GPU_CHECK_SKIP_INSTALL=1.
+# train_640.log + run_640/ (a 640x512 training run and its evaluation).
+# Knobs: PYTHON (interpreter), WHEELS_DIR, GPU_CHECK_BUDGET_S (default 540), GPU_CHECK_SKIP_INSTALL=1,
+# GPU_TRAIN_ITERS (default 3000).
 set -uo pipefail
 
 OUT=${1:?usage: scripts/gpu_check.sh OUTDIR}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+export OUT
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 
 PY=${PYTHON:-python}
 WHEELS=${WHEELS_DIR:-$REPO/wheels}
-BUDGET_S=${GPU_CHECK_BUDGET_S:-290}   # whole script, including gsplat's first-call compile
+BUDGET_S=${GPU_CHECK_BUDGET_S:-540}   # whole script, including gsplat's first-call compile
 START=$SECONDS
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export MAX_JOBS=${MAX_JOBS:-16}
@@ -132,6 +136,18 @@ step bench_gsplat 45 "$PY" scripts/bench_render.py --device cuda --backend gspla
   --repeats 10 --warmup 2 --out "$OUT/bench_cuda_gsplat.jsonl"
 step bench_torch 45 "$PY" scripts/bench_render.py --device cuda --backend cpu --in-process \
   --repeats 5 --warmup 1 --out "$OUT/bench_cuda_torch.jsonl"
+
+# 6. Full-size training: a 640x512, 40-frame synthetic scene with the CUDA defaults (HexPlane,
+# gsplat rasterizer), GPU_TRAIN_ITERS iterations (default 3000 of the CUDA default 14000, to fit
+# the loan), then the evaluation of the held-out frames (PSNR/SSIM, FPS, time, memory).
+step train_640 240 bash -c '
+  set -e
+  "$PY" -m endogs synthetic "$OUT/scene_640" --width 640 --height 512 --n-frames 40 --overwrite
+  "$PY" -m endogs train "$OUT/scene_640" --output "$OUT/run_640" --iterations "${GPU_TRAIN_ITERS:-3000}" --quiet
+  "$PY" -m endogs eval "$OUT/run_640" --no-images --no-video
+  rm -rf "$OUT/scene_640" "$OUT/run_640/checkpoint.pt"
+' > "$OUT/train_640.log" 2>&1
+tail -12 "$OUT/train_640.log"
 
 echo "=== done in $((SECONDS - START)) s ==="
 cat "$OUT/status.txt"
