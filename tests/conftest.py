@@ -23,3 +23,12 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def scared_640(shared_data):
+    """The real SCARED sample (skips the test when it is absent)."""
+    root = shared_data / "scared_640"
+    if not (root / "endoscope_calibration.yaml").is_file():
+        pytest.skip("real SCARED sample (shared/data/scared_640) not present")
+    return root

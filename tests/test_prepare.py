@@ -177,12 +177,6 @@ def test_atomic_write_and_overwrite(synth, tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ real data
-@pytest.fixture(scope="module")
-def scared_640(shared_data):
-    root = shared_data / "scared_640"
-    if not (root / "endoscope_calibration.yaml").is_file():
-        pytest.skip("real SCARED sample (shared/data/scared_640) not present")
-    return root
 
 
 def test_real_scared_frames(scared_640, tmp_path):

@@ -10,14 +10,6 @@ from endogs.data.calib import read_stereo_calibration
 from endogs.data.io import image_shape, read_rgb
 
 
-@pytest.fixture(scope="module")
-def scared_640(shared_data):
-    root = shared_data / "scared_640"
-    if not (root / "endoscope_calibration.yaml").is_file():
-        pytest.skip("real SCARED sample (shared/data/scared_640) not present")
-    return root
-
-
 def test_real_calibration_yaml(scared_640):
     calib = read_stereo_calibration(scared_640 / "endoscope_calibration.yaml")
     assert calib.K1[0, 0] == pytest.approx(511.71155, rel=1e-6)
