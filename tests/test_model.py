@@ -265,6 +265,12 @@ def test_optimizers_follow_gsplat_contract():
     assert opts.deform is None
     hex_opts = make_scene("hexplane", n=10).make_optimizers()
     assert [g["name"] for g in hex_opts.deform.param_groups] == ["deform_grid", "deform_network"]
+    # the pure MLP field has its own rate (lr.mlp), not the HexPlane decoder's (lr.network)
+    lrs = LearningRates(network=1e-5, mlp=7e-4)
+    mlp_opts = make_scene("mlp", n=10).make_optimizers(lrs)
+    assert [(g["name"], g["lr"]) for g in mlp_opts.deform.param_groups] == [("deform_network", pytest.approx(7e-4))]
+    assert sum(p.numel() for g in mlp_opts.deform.param_groups for p in g["params"]) == sum(
+        p.numel() for p in make_scene("mlp", n=10).deform.parameters())
 
 
 def test_hexplane_regularisers():

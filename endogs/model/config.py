@@ -226,7 +226,11 @@ class LearningRates:
     """HexPlane planes."""
 
     network: float = 1.6e-4
-    """Deformation MLP weights (HexPlane decoder, kind "mlp")."""
+    """HexPlane decoder weights."""
+
+    mlp: float = 1e-3
+    """Weights of the pure-MLP deformation field (kind "mlp"); its own rate because a deep field
+    over a positional encoding trains at a different rate than the HexPlane's small decoder."""
 
     eps: float = 1e-15
     """Adam epsilon (gsplat's value)."""

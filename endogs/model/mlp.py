@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from endogs.model.config import DeformConfig
+from endogs.model.config import DeformConfig, LearningRates
 from endogs.model.deformation import ATTRIBUTE_DIMS, Deltas, NormalizedField, TimeLike, time_tensor, zero_linear
 
 if TYPE_CHECKING:
@@ -50,6 +50,9 @@ class MLPField(NormalizedField):
             d = mc.width + (in_dim if i in self.skips else 0)
         self.layers = nn.ModuleList(layers)
         self.heads = nn.ModuleDict({name: zero_linear(d, ATTRIBUTE_DIMS[name]) for name in self.attributes})
+
+    def param_groups(self, lrs: LearningRates) -> list[dict]:
+        return [{"params": list(self.parameters()), "lr": lrs.mlp, "name": "deform_network"}]
 
     def forward(self, model: "GaussianModel", t: TimeLike) -> Deltas:
         means = model.params["means"]  # [N, 3]

@@ -145,12 +145,13 @@ class TrainConfig:
     init: InitConfig = field(default_factory=InitConfig)
     deform: DeformConfig = field(default_factory=DeformConfig)
     lr: LearningRates = field(default_factory=lambda: LearningRates(
-        means=8e-4, scales=1e-2, quats=2e-3, sh0=1e-2, shN=5e-4, basis=3e-4, grid=3e-2, network=3e-3))
+        means=8e-4, scales=1e-2, quats=2e-3, sh0=1e-2, shN=5e-4, basis=3e-4, grid=3e-2, network=3e-3, mlp=1e-3))
     """Initial learning rates; higher than gsplat's 30k-step defaults for the Gaussians, for schedules
     of a few thousand steps. The HexPlane planes and decoder learn fast (a field at 4DGS's rates
     barely moves in 3000 steps); the per-Gaussian basis coefficients learn slowly (each one is
     updated by Adam at full step size whenever its frame is seen, so a high rate makes every
-    Gaussian jitter over time). All deformation rates decay by ``deform_lr_final`` over the fine stage."""
+    Gaussian jitter over time); the pure MLP field's ReLUs die above about 2e-3, hence its own
+    ``mlp`` rate. All deformation rates decay by ``deform_lr_final`` over the fine stage."""
     loss: LossConfig = field(default_factory=LossConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
 
