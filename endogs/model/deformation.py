@@ -95,6 +95,8 @@ class DeformationField(nn.Module):
     """
 
     attributes: tuple[str, ...] = ()
+    network_lr: str = "network"
+    """The ``LearningRates`` field that sets the rate of the field's network weights."""
 
     def forward(self, model: "GaussianModel", t: TimeLike) -> Deltas:  # pragma: no cover - interface
         raise NotImplementedError
@@ -102,7 +104,7 @@ class DeformationField(nn.Module):
     def param_groups(self, lrs: LearningRates) -> list[dict]:
         """Adam param groups of the field's own (non-per-Gaussian) parameters, each named."""
         params = [p for p in self.parameters() if p.requires_grad]
-        return [{"params": params, "lr": lrs.network, "name": "deform_network"}] if params else []
+        return [{"params": params, "lr": getattr(lrs, self.network_lr), "name": "deform_network"}] if params else []
 
     def tv_loss(self) -> Tensor:
         """Spatial total variation of the field's feature grids (0 when it has none)."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from endogs.model.config import DeformConfig, LearningRates
+from endogs.model.config import DeformConfig
 from endogs.model.deformation import ATTRIBUTE_DIMS, Deltas, NormalizedField, TimeLike, time_tensor, zero_linear
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ class MLPField(NormalizedField):
     """``depth`` ReLU layers of ``width`` with the encoded input concatenated again after each layer
     in ``skips``; one zero-initialised linear head per deformed attribute."""
 
+    network_lr = "mlp"  # not the HexPlane decoder's rate: at 3e-3 this network's ReLUs die
+
     def __init__(self, cfg: DeformConfig, aabb: Tensor):
         super().__init__(cfg, aabb)
         mc = cfg.mlp
@@ -50,9 +52,6 @@ class MLPField(NormalizedField):
             d = mc.width + (in_dim if i in self.skips else 0)
         self.layers = nn.ModuleList(layers)
         self.heads = nn.ModuleDict({name: zero_linear(d, ATTRIBUTE_DIMS[name]) for name in self.attributes})
-
-    def param_groups(self, lrs: LearningRates) -> list[dict]:
-        return [{"params": list(self.parameters()), "lr": lrs.mlp, "name": "deform_network"}]
 
     def forward(self, model: "GaussianModel", t: TimeLike) -> Deltas:
         means = model.params["means"]  # [N, 3]

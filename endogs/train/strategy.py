@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gsplat.strategy import DefaultStrategy
 import torch
+from gsplat.strategy import DefaultStrategy
 from gsplat.strategy.ops import duplicate, reset_opa, split
 
 
