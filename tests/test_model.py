@@ -267,10 +267,11 @@ def test_optimizers_follow_gsplat_contract():
     assert [g["name"] for g in hex_opts.deform.param_groups] == ["deform_grid", "deform_network"]
     # the pure MLP field has its own rate (lr.mlp), not the HexPlane decoder's (lr.network)
     lrs = LearningRates(network=1e-5, mlp=7e-4)
-    mlp_opts = make_scene("mlp", n=10).make_optimizers(lrs)
+    mlp_scene = make_scene("mlp", n=10)
+    mlp_opts = mlp_scene.make_optimizers(lrs)
     assert [(g["name"], g["lr"]) for g in mlp_opts.deform.param_groups] == [("deform_network", pytest.approx(7e-4))]
     assert sum(p.numel() for g in mlp_opts.deform.param_groups for p in g["params"]) == sum(
-        p.numel() for p in make_scene("mlp", n=10).deform.parameters())
+        p.numel() for p in mlp_scene.deform.parameters())
 
 
 def test_hexplane_regularisers():

@@ -177,8 +177,6 @@ def test_atomic_write_and_overwrite(synth, tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------ real data
-
-
 def test_real_scared_frames(scared_640, tmp_path):
     res = prepare_scene(scared_640, tmp_path / "real", PrepareOptions(end=3, keyframe_every=0))
     assert res.meta["fx"] == pytest.approx(555.21, abs=0.05)  # rectified P1, not the raw 511.7
