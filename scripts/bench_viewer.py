@@ -56,10 +56,11 @@ def make_demo_run(root: Path, iterations: int) -> Path:
     from endogs.config_io import merge
     from endogs.data.synthetic import write_synthetic_scene
     from endogs.train.config import TrainConfig
-    from endogs.train.trainer import CKPT_FILE, Trainer
+    from endogs.run import RunFolder
+    from endogs.train.trainer import Trainer
 
     run = root / "run"
-    if (run / CKPT_FILE).exists():
+    if RunFolder(run).has_checkpoint():
         return run
     scene = root / "scene"
     if not scene.exists():
@@ -89,7 +90,7 @@ def bench(args) -> list[dict]:
     import torch
 
     torch.set_num_threads(args.threads)
-    from endogs.train.trainer import load_run
+    from endogs.run import load_run
     from viewer.core import RenderSettings, StaticSource, ViewRenderer
 
     run = make_demo_run(Path(args.demo), args.iterations) if args.demo else Path(args.run)

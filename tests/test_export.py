@@ -49,7 +49,7 @@ def test_ply_round_trip_reproduces_renders(trained, tmp_path, capsys):
     from endogs.export import ply_property_names, read_gaussian_ply, raw_to_snapshot
     from endogs.render import render
     from endogs.snapshot import Snapshot
-    from endogs.train.trainer import load_run
+    from endogs.run import load_run
 
     scene_dir, run = trained
     out = tmp_path / "exp"
@@ -136,7 +136,7 @@ def test_all_kinds_depth_video_and_index(trained, tmp_path):
 
     from endogs.data import load_scene
     from endogs.eval.evaluate import render_frame
-    from endogs.train.trainer import load_run
+    from endogs.run import load_run
 
     scene_dir, run = trained
     out = tmp_path / "all"

@@ -185,4 +185,4 @@ def test_cli_train_and_errors(tiny, tmp_path):
     r = run_cli("train", tiny, "--preset", bad, "--output", tmp_path / "x")
     assert r.returncode == 2 and "unknown key" in r.stderr and "l2" in r.stderr, r.stderr
     r = run_cli("train", "--resume", tmp_path / "nothing")
-    assert r.returncode == 2 and "not an endogs run folder" in r.stderr
+    assert r.returncode == 2 and "no such run folder" in r.stderr

@@ -326,7 +326,7 @@ def start_view(run: Path, *args, timeout: float = 90.0):
 
 
 def test_real_run_renders_tissue_at_the_endoscope_view(tiny_run):
-    from endogs.train.trainer import load_run
+    from endogs.run import load_run
 
     loaded = load_run(tiny_run, "cpu")
     frame = loaded.data().frames[0]
@@ -392,7 +392,8 @@ def test_check_port_free():
 # ------------------------------------------------------------------------- live training
 def test_train_with_viewer_shares_the_lock_and_survives_pause(tiny_run, tmp_path, monkeypatch):
     import viewer.live as live
-    from endogs.train.trainer import Trainer, load_run
+    from endogs.run import load_run
+    from endogs.train.trainer import Trainer
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

@@ -214,7 +214,7 @@ def test_live_training_pause_and_disconnect(tiny_run, tmp_path):
 
     from playwright.sync_api import sync_playwright
 
-    from endogs.train.trainer import load_run
+    from endogs.run import load_run
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

@@ -48,13 +48,13 @@ def open_viewer(
     device: Literal["auto", "cpu", "cuda"] = "auto",
 ):
     """Load ``run`` and start serving it; returns the :class:`viewer.app.ViewerApp` (call ``close()``)."""
-    from endogs.train.trainer import load_run
+    from endogs.run import RunFolder
 
     from .app import ViewerApp, start_server, viewer_url
     from .core import StaticSource
 
     _setup_logging()
-    loaded = load_run(Path(run), device)
+    loaded = RunFolder(run).open(device)
     depth_range = None
     try:
         data = loaded.data()

@@ -49,9 +49,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
 from endogs.batch.spec import BatchPlan, Pair, plan_batch
-from endogs.batch.task import STAMP_FILE, TASK_LOG, PairJob, run_pair
+from endogs.batch.task import STAMP_FILE, PairJob, run_pair
 from endogs.config_io import to_dict
 from endogs.errors import ConfigError
+from endogs.run import RunFolder
 
 TEST_KILL_ENV = "ENDOGS_BATCH_TEST_KILL"
 LOCAL_OBJECT_STORE_BYTES = 128 * 2**20
@@ -234,7 +235,7 @@ def run_batch(spec: Union[str, Path], address: Optional[str] = None, out: Option
                   f"{len(states) - len(todo)} finished earlier -> {plan.out_dir}")
     for s in states:
         if s.state == "skipped":
-            progress.state(s, f"finished earlier ({s.pair.run_dir / 'done.json'})")
+            progress.state(s, f"finished earlier ({RunFolder(s.pair.run_dir).done_file})")
     cluster: dict[str, Any] = {}
     try:
         if todo:
@@ -395,14 +396,14 @@ def _handle(st: PairState, res: dict[str, Any], max_attempts: int, submit, finis
     st.error = res["error"]
     if res.get("retryable") and st.attempts < max_attempts:
         st.state = "retry"
-        resume = (st.pair.run_dir / "checkpoint.pt").is_file()
+        resume = RunFolder(st.pair.run_dir).has_checkpoint()
         progress.state(st, f"attempt {st.attempts}/{max_attempts} failed: {st.error}; "
                        + ("resuming from its last checkpoint" if resume else "starting again"))
         submit(st)
         return
     st.state = FAILED
     progress.state(st, f"input {st.pair.input.source}, config {st.pair.config_name}, after {st.attempts} attempt(s): "
-                       f"{st.error} (log: {st.pair.run_dir / TASK_LOG})")
+                       f"{st.error} (log: {RunFolder(st.pair.run_dir).task_log})")
     finished(st)
 
 
@@ -428,7 +429,7 @@ def _finish(plan: BatchPlan, states: list[PairState], cluster: dict[str, Any]) -
             rows.append({**{c: None for c in TABLE_COLUMNS}, "scene": p.input.name, "method": method, "source": FAILED,
                          "note": st.error})
             failures.append(f"{p.input.name} / {p.config_name} (input `{p.input.source}`): {st.error} "
-                            f"after {st.attempts} attempt(s); log `{p.run_dir / TASK_LOG}`")
+                            f"after {st.attempts} attempt(s); log `{RunFolder(p.run_dir).task_log}`")
         pairs.append(f"{p.input.name} / {p.config_name}: `{p.run_dir}` ({st.state}"
                      + (f", attempts {st.attempts}" if st.attempts else "") + (f", on {st.host}" if st.host else "") + ")")
     # baselines after the measured rows of each input, as in endogs benchmark

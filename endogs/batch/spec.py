@@ -46,7 +46,6 @@ from endogs.errors import ConfigError
 from endogs.eval.benchmark import _NAME_CHARS, EvalSettings, _diff_keys, _resolve_peers, load_peers
 
 PAIR_SEP = "__"
-DONE_FILE = "done.json"  # written atomically by the pair's task after its evaluation
 SCENES_DIR = "scenes"
 PREPARED_SUFFIX = ".prepare.json"  # OUTPUT/scenes/<input>.prepare.json: what the scene was prepared from
 GLOB_CHARS = set("*?[")
@@ -263,7 +262,7 @@ def expand_inputs(spec_path: Path, spec: BatchSpec, out_dir: Path) -> list[Batch
 def plan_batch(spec_path: Union[str, Path], out: Optional[Union[str, Path]] = None) -> BatchPlan:
     """Validate the SPEC and make the plan; raises a one-line ConfigError before any work is done."""
     from endogs.train.config import load_preset
-    from endogs.train.trainer import RUN_FILE, read_run
+    from endogs.run import RunFolder
 
     spec_path = Path(spec_path)
     spec = load_spec(spec_path)
@@ -310,9 +309,9 @@ def plan_batch(spec_path: Union[str, Path], out: Optional[Union[str, Path]] = No
                                   f"{inp.name!r} now asks for; delete it, its {inp.prepared_marker.name} and the runs "
                                   f"{inp.name}{PAIR_SEP}*, or give the input another name")
     for pair in pairs:
-        if not (pair.run_dir / RUN_FILE).is_file():
+        if not RunFolder(pair.run_dir).is_run():
             continue
-        old_data, old_cfg = read_run(pair.run_dir)
+        old_data, old_cfg = RunFolder(pair.run_dir).read_config()
         diff = _diff_keys(to_dict(pair.config), to_dict(old_cfg))
         if diff or Path(old_data).resolve() != pair.input.data:
             what = ", ".join(diff[:6]) if diff else f"data {old_data}"
@@ -325,7 +324,9 @@ def plan_batch(spec_path: Union[str, Path], out: Optional[Union[str, Path]] = No
 def finished_record(plan: BatchPlan, pair: Pair) -> Optional[dict[str, Any]]:
     """The pair's done.json when it records this very pair (input, resolved config, evaluation) and its
     metrics file is there; else None (the pair runs, reusing whatever is finished)."""
-    path = pair.run_dir / DONE_FILE
+    from endogs.run import RunFolder
+
+    path = RunFolder(pair.run_dir).done_file
     try:
         done = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):

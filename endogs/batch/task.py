@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from endogs.errors import EndogsError
+from endogs.run import RunFolder
 
-TASK_LOG = "task.log"
 STAMP_FILE = ".endogs-batch"  # OUTPUT/.endogs-batch: held by the running driver, checked by every task
 
 
@@ -142,7 +142,7 @@ def run_pair(job: PairJob, events=None) -> dict[str, Any]:
         return {"ok": False, "error": str(exc), "retryable": True, "host": host}  # another node may see it
     except OSError as exc:
         return {"ok": False, "error": _one_line(exc), "retryable": True, "host": host}
-    with open(run_dir / TASK_LOG, "a", buffering=1) as logf:
+    with open(RunFolder(run_dir).task_log, "a", buffering=1) as logf:
         def log(s: str) -> None:
             logf.write(s.rstrip("\n") + "\n")
 
@@ -158,12 +158,10 @@ def run_pair(job: PairJob, events=None) -> dict[str, Any]:
 def _run(job: PairJob, events, host: str, t0: float, log: Callable[[str], None]) -> dict[str, Any]:
     import torch
 
-    from endogs.batch.spec import DONE_FILE
     from endogs.config_io import from_dict, to_dict
     from endogs.eval import io
     from endogs.eval.benchmark import EvalSettings, evaluate_or_reuse, train_or_reuse
     from endogs.train.config import TrainConfig
-    from endogs.train.trainer import read_run
 
     torch.set_num_threads(max(1, int(job.cpus)))
     prepared = ensure_scene(job, log)
@@ -175,17 +173,18 @@ def _run(job: PairJob, events, host: str, t0: float, log: Callable[[str], None])
     train_status = train_or_reuse(cfg, Path(job.data), run_dir, True, log, on_step=on_step)
     settings = from_dict(EvalSettings, job.eval, where=f"{job.key} eval")
     report, eval_status = evaluate_or_reuse(run_dir, settings, job.protocol, "auto", True, log)
-    _, resolved = read_run(run_dir)
+    folder = RunFolder(run_dir)
+    _, resolved = folder.read_config()
     seconds = time.perf_counter() - t0
     done = {
         "pair": job.key, "input": job.input_name, "config_name": job.config_name, "data": job.data,
         "config": to_dict(resolved), "eval": job.eval_record,
-        "metrics_file": str(run_dir / f"eval_{settings.split}" / "metrics.json"),
+        "metrics_file": str(folder.metrics_file(settings.split)),
         "metrics": report["metrics"]["model"], "verdict": report["verdict"],
         "train": train_status, "evaluation": eval_status, "prepare": prepared,
         "attempt": job.attempt, "host": host, "seconds": round(seconds, 3),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    io.write_json(run_dir / DONE_FILE, done)
+    io.write_json(folder.done_file, done)
     log(f"done: train {train_status}, eval {eval_status}, {seconds:.1f} s")
     return {"ok": True, "report": report, "done": done, "host": host}

@@ -37,6 +37,7 @@ from endogs.config_io import from_dict, load_yaml, merge, to_dict
 from endogs.errors import ConfigError, DataError
 from endogs.eval import io
 from endogs.eval.report import LABELS, fmt, fmt_rate, markdown_table, text_table
+from endogs.run import RunFolder
 
 TABLE_COLUMNS = ["scene", "method", "source", "psnr", "psnr_legacy", "ssim", "ssim_masked", "lpips", "train_time_s", "fps",
                  "peak_memory_mb", "num_gaussians", "device", "protocol", "note"]
@@ -189,19 +190,6 @@ def _ensure_scene(scene: SceneEntry, log: Callable[[str], None]) -> Path:
     return write_synthetic_scene(data, layout=layout, config=syn)
 
 
-def _log_records(run_dir: Path) -> list[dict]:
-    p = run_dir / "log.jsonl"
-    if not p.is_file():
-        return []
-    out = []
-    for line in p.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
 def _diff_keys(requested: Any, stored: Any, prefix: str = "") -> list[str]:
     """Keys where a run's stored (resolved) config contradicts the requested one. Requested ``None``
     leaves ("pick by device") and ``device: auto`` match whatever the trainer resolved them to."""
@@ -233,9 +221,10 @@ def train_or_reuse(cfg, data_path: Path, run_dir: Path, reuse: bool, log: Callab
     """Train ``run_dir`` (new), resume it, or skip it; returns "trained", "resumed" or "reused".
 
     ``on_step(trainer, terms)`` is passed to :meth:`Trainer.train` (called after every step)."""
-    from endogs.train.trainer import CKPT_FILE, Trainer, read_run
+    from endogs.train.trainer import Trainer  # the benchmark trains: the one place in eval that imports the loop
 
-    if not (run_dir / CKPT_FILE).exists():
+    folder = RunFolder(run_dir)
+    if not folder.has_checkpoint():
         _reset_peak_memory()
         tr = Trainer.create(cfg, data_path, run_dir)
         log(f"training {run_dir.name}: {len(tr.frames)} frames, {tr.cfg.iterations} iterations on {tr.device.type}")
@@ -244,13 +233,13 @@ def train_or_reuse(cfg, data_path: Path, run_dir: Path, reuse: bool, log: Callab
     if not reuse:
         raise ConfigError(f"{run_dir}: a run already exists here; pass --reuse to skip finished runs (and resume "
                           "unfinished ones), or delete the folder")
-    old_data, old_cfg = read_run(run_dir)
+    old_data, old_cfg = folder.read_config()
     diff = _diff_keys(to_dict(cfg), to_dict(old_cfg))
     if diff or Path(old_data).resolve() != Path(data_path).resolve():
         what = ", ".join(diff[:6]) if diff else f"data {old_data}"
         raise ConfigError(f"{run_dir}: the existing run differs from the benchmark entry ({what}); delete the folder "
                           "or rename the scene/variant")
-    if any(r.get("event") == "done" for r in _log_records(run_dir)):
+    if folder.finished():
         log(f"reusing finished run {run_dir.name}")
         return "reused"
     log(f"resuming unfinished run {run_dir.name}")
@@ -262,12 +251,12 @@ def train_or_reuse(cfg, data_path: Path, run_dir: Path, reuse: bool, log: Callab
 def evaluate_or_reuse(run_dir: Path, settings: EvalSettings, protocol: Optional[str], device: str, reuse: bool,
                       log: Callable[[str], None]) -> tuple[dict, str]:
     from endogs.eval.evaluate import EvalOptions, evaluate_run
-    from endogs.train.trainer import CKPT_FILE
 
-    out_dir = run_dir / f"eval_{settings.split}"
-    mfile = out_dir / "metrics.json"
+    folder = RunFolder(run_dir)
+    out_dir = folder.eval_dir(settings.split)
+    mfile = folder.metrics_file(settings.split)
     proto = protocol or settings.protocol
-    if reuse and mfile.is_file() and mfile.stat().st_mtime >= (run_dir / CKPT_FILE).stat().st_mtime:
+    if reuse and mfile.is_file() and mfile.stat().st_mtime >= folder.checkpoint_file.stat().st_mtime:
         try:
             report = json.loads(mfile.read_text())
             if report.get("protocol", {}).get("split") == settings.split and proto in ("auto", report["protocol"]["name"]):
@@ -375,7 +364,7 @@ def run_benchmark(config: Union[str, Path], reuse: bool = False, output: Optiona
         rows += measured_rows(scene.name, method, report, baselines=scene.name not in baselines_done)
         baselines_done.add(scene.name)
         runs.append({"scene": scene.name, "variant": variant.name, "run": str(run_dir), "data": str(data_path),
-                     "train": train_status, "eval": eval_status, "metrics": str(run_dir / f"eval_{bench.eval.split}" / "metrics.json"),
+                     "train": train_status, "eval": eval_status, "metrics": str(RunFolder(run_dir).metrics_file(bench.eval.split)),
                      "verdict": report["verdict"]})
     order = {s.name: k for k, s in enumerate(bench.scenes)}
     rows.sort(key=lambda r: (order[r["scene"]], r["source"] != MEASURED))  # stable: measured, then baselines

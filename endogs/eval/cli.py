@@ -47,12 +47,13 @@ def eval_run(
     """
     from endogs.eval.evaluate import EvalOptions, evaluate_run
     from endogs.eval.report import stdout_summary
+    from endogs.run import REPORT_FILE
 
     opts = EvalOptions(split=split, protocol=protocol, lpips_weights=lpips_weights, data=data, output=output,
                        device=device, images=images, video=video, fps_min_time=fps_min_time)
     log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr))
     result = evaluate_run(run, opts, log=log)
-    path = result.out_dir / "report.md"
+    path = result.out_dir / REPORT_FILE
     print(f"report: {path}" if quiet else stdout_summary(result.report, path))
 
 

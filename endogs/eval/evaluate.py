@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from endogs.errors import ConfigError, DataError
+from endogs.run import LOG_FILE, RunFolder
 from endogs.eval import metrics as M
 from endogs.eval.baselines import BASELINES, BEAT_MARGIN_DB, baseline_images, nearest, neighbours, train_mean
 from endogs.eval.lpips import LPIPSStatus, load_lpips, min_size_ok
@@ -82,77 +83,24 @@ class EvalResult:
 # ------------------------------------------------------------------------------------ opening runs
 def open_run(run_dir: Path, device: str = "auto", data_path: Optional[Path] = None):
     """(LoadedRun, dataset Scene, log records) with one-line errors that name the path and the fix."""
-    from endogs import __version__
-    from endogs.train.checkpoint import CHECKPOINT_VERSION
-    from endogs.train.trainer import CKPT_FILE, RUN_FILE, load_data, load_run
-
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise DataError("no such run folder; train one first (endogs train DATA --output RUN)", run_dir)
-    if not run_dir.is_dir():
-        raise DataError("expected a run folder (with run.yaml and checkpoint.pt), got a file", run_dir)
-    if not (run_dir / RUN_FILE).is_file():
-        raise DataError(f"not an endogs run folder (no {RUN_FILE}); train one first (endogs train DATA --output RUN)", run_dir)
-    ckpt_path = run_dir / CKPT_FILE
-    if not ckpt_path.is_file():
-        raise DataError(f"no {CKPT_FILE}: this run never saved a checkpoint; resume it (endogs train --resume {run_dir}) "
-                        "or train again", run_dir)
-    try:
-        run = load_run(run_dir, device)
-    except ConfigError as exc:
-        if "device" in str(exc):
-            raise
-        raise DataError(f"{RUN_FILE} does not match this endogs {__version__} ({exc}); retrain the run with this "
-                        "version or use the version that wrote it", run_dir / RUN_FILE) from None
-    except DataError:
-        version = _peek_version(ckpt_path)
-        if version is None:
-            raise DataError("checkpoint is corrupt or not an endogs checkpoint; resume (endogs train --resume RUN) "
-                            "or retrain", ckpt_path) from None
-        raise DataError(f"checkpoint format version {version!r} is incompatible with endogs {__version__} (reads version "
-                        f"{CHECKPOINT_VERSION}); retrain the run with this version or evaluate it with the endogs "
-                        "version that wrote it", ckpt_path) from None
-    except (ValueError, KeyError, RuntimeError, TypeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"checkpoint is incompatible with endogs {__version__} ({first}); retrain the run with this "
-                        "version or evaluate it with the endogs version that wrote it", ckpt_path) from None
-
-    path = Path(data_path) if data_path is not None else run.data_path
-    if not path.exists():
-        if data_path is None:
-            raise DataError("the run's scene folder is gone (moved or deleted?); pass --data NEW_PATH to evaluate "
-                            "against the scene at its new place", path)
-        raise DataError("no such scene folder", path)
-    data = load_data(path, run.config)
-    n_model = int(getattr(run.scene, "n_frames", len(data)))
-    if len(data) != n_model:
-        raise DataError(f"the scene has {len(data)} frames but the run was trained on {n_model}; point --data at the "
-                        "scene this run was trained on", path)
-    return run, data, run.log()
-
-
-def _peek_version(path: Path) -> Optional[Any]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return None
-    return ckpt.get("version", "missing") if isinstance(ckpt, dict) else None
+    run = RunFolder(run_dir).open(device, data=data_path, need_data=True)
+    return run, run.dataset, run.log()
 
 
 def trained_split(log: list[dict], data, run_dir: Path) -> tuple[list[int], list[int]]:
     """The (train, test) frames the run's log says it used, checked against the dataset's split."""
     init = next((r for r in log if r.get("event") == "init"), None)
     if init is None or "train_indices" not in init:
-        raise DataError("log.jsonl has no init record listing the training frames, so the evaluation cannot verify "
+        raise DataError(f"{LOG_FILE} has no init record listing the training frames, so the evaluation cannot verify "
                         "that test frames were never trained on; retrain the run with this endogs version",
-                        Path(run_dir) / "log.jsonl")
+                        RunFolder(run_dir).log_file)
     train, test = [int(i) for i in init["train_indices"]], [int(i) for i in init.get("test_indices", [])]
     if sorted(train) != sorted(data.train_indices) or sorted(test) != sorted(data.test_indices):
         raise DataError(f"the scene's split (train {len(data.train_indices)} / test {len(data.test_indices)} frames) differs "
                         f"from the one the run trained with ({len(train)} / {len(test)}); evaluate against the scene and "
                         "split the run was trained on", data.root)
     if data.split != "all" and set(train) & set(test):
-        raise DataError(f"the run trained on test frames {sorted(set(train) & set(test))}", Path(run_dir) / "log.jsonl")
+        raise DataError(f"the run trained on test frames {sorted(set(train) & set(test))}", RunFolder(run_dir).log_file)
     return train, test
 
 
@@ -264,7 +212,7 @@ def evaluate_run(run_dir: Path, options: Optional[EvalOptions] = None,
         raise ConfigError(f"split {opt.split!r} under protocol {protocol.name} leaves no frame to evaluate", run_dir)
     if opt.split == "test" and data.split != "all":
         assert set(frames) == set(test) - set(range(protocol.start_index)) and not set(frames) & set(train)
-    out_dir = Path(opt.output) if opt.output is not None else run_dir / f"eval_{opt.split}"
+    out_dir = Path(opt.output) if opt.output is not None else RunFolder(run_dir).eval_dir(opt.split)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     cfg = run.config
@@ -337,7 +285,7 @@ def evaluate_run(run_dir: Path, options: Optional[EvalOptions] = None,
         "environment": R.environment(run.device),
     }
     result = EvalResult(run_dir, out_dir, report, per_frame, renders, depths)
-    R.write_report(result, src, run, data, opt, log)
+    R.write_report(result, src, records, opt, sequence_frames(result, src, run, data, background), log)
     return result
 
 
@@ -414,7 +362,7 @@ def protocol_record(protocol: Protocol, data, split: str, frames: list[int], tra
         "n_frames": len(data),
         "train_frames": train,
         "test_frames": test,
-        "train_frames_source": "log.jsonl init record (the frames the optimiser saw)",
+        "train_frames_source": f"{LOG_FILE} init record (the frames the optimiser saw)",
         "eval_frames_trained_on": sorted(set(frames) & set(train)),
         "format": data.format,
         "mask_source": data.eval_mask_source if data.eval_mask_source != "none" else "none (every pixel counts)",

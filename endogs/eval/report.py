@@ -21,13 +21,14 @@ import math
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import cv2
 import numpy as np
 
 from endogs.eval import io
 from endogs.eval.baselines import BASELINES
+from endogs.run import LOG_FILE, METRICS_FILE, REPORT_FILE
 
 CSV_COLUMNS = ["method", "frame", "name", "time", "psnr", "psnr_legacy", "psnr_full", "ssim", "ssim_masked", "lpips",
                "tissue_fraction", "depth_rmse", "depth_absrel", "depth_pixels", "input_depth_rmse", "input_depth_absrel",
@@ -273,7 +274,7 @@ def plot_training_curves(log: list[dict], path: Path) -> Optional[Path]:
         fine = [r["step"] for r in recs if r.get("stage") == "fine"]
         if fine:
             ax.axvline(min(fine), color="grey", ls=":", lw=1)
-    fig.suptitle("training (from log.jsonl; dotted line: deformation switched on)", fontsize=9)
+    fig.suptitle(f"training (from {LOG_FILE}; dotted line: deformation switched on)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     _savefig(fig, path)
     plt.close(fig)
@@ -305,10 +306,11 @@ def plot_per_frame(per_frame: list[dict], path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------ everything
-def write_report(result, src, run, data, opt, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Write every file of ``result.out_dir``; returns the file map (also stored in the report)."""
-    from endogs.eval.evaluate import sequence_frames
+def write_report(result, src, records: list[dict], opt, sequence: Iterable[tuple[int, np.ndarray, np.ndarray]],
+                 log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Write every file of ``result.out_dir``; returns the file map (also stored in the report).
 
+    ``records`` is the run's log (training curves); ``sequence`` yields (frame, gt, render) for the video."""
     out = result.out_dir
     files: dict[str, Any] = {}
     frames = result.report["protocol"]["frames"]
@@ -326,7 +328,7 @@ def write_report(result, src, run, data, opt, log: Callable[[str], None] = lambd
         log("rendering the sequence video")
 
         def frames_iter():
-            for i, gt, rgb in sequence_frames(result, src, run, data, run.config.background):
+            for i, gt, rgb in sequence:
                 r = io.to_uint8(rgb).copy()
                 if i in result.renders and len(r) > 8:
                     r[:2], r[-2:], r[:, :2], r[:, -2:] = (255, 0, 0), (255, 0, 0), (255, 0, 0), (255, 0, 0)
@@ -335,15 +337,15 @@ def write_report(result, src, run, data, opt, log: Callable[[str], None] = lambd
         io.write_mp4(out / "sequence.mp4", frames_iter(), fps=opt.video_fps)
         files["video"] = "sequence.mp4"
     if opt.plots:
-        if plot_training_curves(run.log(), out / "training_curves.png"):
+        if plot_training_curves(records, out / "training_curves.png"):
             files["training_curves"] = "training_curves.png"
         plot_per_frame(result.per_frame, out / "per_frame_psnr.png")
         files["per_frame_plot"] = "per_frame_psnr.png"
     io.write_csv(out / "per_frame.csv", result.per_frame, CSV_COLUMNS)
     files["per_frame"] = "per_frame.csv"
-    files["markdown"] = "report.md"
-    files["metrics"] = "metrics.json"
+    files["markdown"] = REPORT_FILE
+    files["metrics"] = METRICS_FILE
     result.report["files"] = files
-    io.write_text(out / "report.md", markdown_report(result.report, files))
-    io.write_json(out / "metrics.json", result.report)  # last: its presence marks a complete evaluation
+    io.write_text(out / REPORT_FILE, markdown_report(result.report, files))
+    io.write_json(out / METRICS_FILE, result.report)  # last: its presence marks a complete evaluation
     return files

@@ -72,7 +72,9 @@ def export(
         virtual_views=virtual_views, fps=fps, orbit_radius=orbit_radius, progress=not quiet,
     )
     index = export_run(run, opt)
-    out_dir = Path(out) if out is not None else Path(run) / "export"
+    from endogs.run import RunFolder
+
+    out_dir = Path(out) if out is not None else RunFolder(run).export_dir
     if not quiet:
         for kind in opt.what:
             entry = index["exports"][kind]

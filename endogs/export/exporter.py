@@ -34,6 +34,7 @@ from endogs.eval.io import atomic_write, write_bytes, write_json
 from endogs.export import geometry as G
 from endogs.export.media import Mp4Writer, auto_depth_scale, colorize_depth, depth_to_png16, encode_png
 from endogs.export.ply import export_splats_format, finite_rows, gaussian_ply_bytes, snapshot_to_raw
+from endogs.run import RunFolder
 
 WHAT = ("ply", "points", "mesh", "depth", "video")
 INDEX_FILE = "index.json"
@@ -482,7 +483,7 @@ def export_run(run_dir: Path, options: Optional[ExportOptions] = None) -> dict[s
     opt = options or ExportOptions()
     run_dir = Path(run_dir)
     run, data = open_export_run(run_dir, opt)
-    out = Path(opt.out) if opt.out is not None else run_dir / "export"
+    out = Path(opt.out) if opt.out is not None else RunFolder(run_dir).export_dir
     meta = {"run": str(run_dir.resolve()), "step": run.step, "done": run.done,
             "data": str(Path(opt.data or run.data_path).resolve()) if data is not None else None}
     cfg = run.config
@@ -493,34 +494,9 @@ def export_run(run_dir: Path, options: Optional[ExportOptions] = None) -> dict[s
 
 def open_export_run(run_dir: Path, opt: ExportOptions):
     """(LoadedRun, dataset or None): the dataset is required only for camera-based kinds."""
-    from endogs.eval.evaluate import open_run
-
     need_data = any(w in NEEDS_CAMERAS for w in opt.what)
+    run = RunFolder(run_dir).open(opt.device, data=opt.data, need_data=need_data)
     if need_data:
-        run, data, _ = open_run(run_dir, opt.device, opt.data)
-        return run, data
-    if not run_dir.exists():
-        raise DataError("no such run folder; train one first (endogs train DATA --output RUN)", run_dir)
-    from endogs.train.trainer import load_run
-
-    if not run_dir.is_dir():
-        raise DataError("expected a run folder (with run.yaml and checkpoint.pt), got a file", run_dir)
-    try:
-        run = load_run(run_dir, opt.device)
-    except (ValueError, KeyError, RuntimeError, TypeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot load this run ({first}); retrain it with this endogs version", run_dir) from None
+        return run, run.dataset
     # the dataset only supplies the unit and the frame times here: use it when it is still there
-    path = Path(opt.data) if opt.data is not None else run.data_path
-    data = None
-    if path.exists():
-        from endogs.errors import EndogsError
-        from endogs.train.trainer import load_data
-
-        try:
-            data = load_data(path, run.config)
-        except EndogsError:
-            data = None
-        if data is not None and len(data) != run.scene.n_frames:
-            data = None
-    return run, data
+    return run, run.try_data(opt.data)

@@ -1,16 +1,9 @@
 """The per-scene optimizer: depth-prior init, coarse (static) then fine (deformable) stages,
-densification, checkpoints that resume exactly.
-
-A run folder holds::
-
-    run.yaml          data path + resolved TrainConfig (human-readable, strict on reload)
-    log.jsonl         one JSON object per logged step, then {"event": "done", ...}
-    checkpoint.pt     the latest resumable state (atomic writes)
+densification, checkpoints that resume exactly. The run folder it writes is :mod:`endogs.run`'s.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import resource
 import time
@@ -23,30 +16,17 @@ import numpy as np
 import torch
 
 from endogs.camera import Camera
-from endogs.config_io import dump_yaml, from_dict, load_yaml, merge, to_dict
-from endogs.data import Scene, load_scene
+from endogs.config_io import dump_yaml, merge
+from endogs.data import Scene
 from endogs.errors import ConfigError, DataError
 from endogs.init import point_cloud_from_frames
 from endogs.model.gaussians import DEFORM_PREFIX
 from endogs.model.scene import DynamicScene, SceneOptimizers
 from endogs.render import render
-from endogs.train.checkpoint import CHECKPOINT_VERSION, load_checkpoint, save_atomic, write_text_atomic
+from endogs.run import RunFolder, load_data, pick_device
 from endogs.train.config import TrainConfig
 from endogs.train.losses import inverse_depth_l1, masked_dssim, masked_l1, pearson_depth, psnr
 from endogs.train.strategy import CappedStrategy
-
-RUN_FILE = "run.yaml"
-LOG_FILE = "log.jsonl"
-CKPT_FILE = "checkpoint.pt"
-
-
-def pick_device(requested: str) -> torch.device:
-    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' requested but no CUDA GPU is available; use --device cpu or auto")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
 
 @dataclass
 class TrainFrame:
@@ -109,6 +89,7 @@ class Trainer:
         self.device = pick_device(cfg.device)
         self.data_path = Path(data_path)
         self.run_dir = Path(run_dir)
+        self.folder = RunFolder(self.run_dir)
         self.data = data if data is not None else load_data(self.data_path, cfg)
         self.cfg = cfg.resolved(self.device.type, self.data.width, self.data.height)
         self.frames = frame_tensors(self.data, self.data.train_indices, self.device, self.cfg.data.downscale, self.cfg.loss.use_masks)
@@ -132,7 +113,7 @@ class Trainer:
     def create(cls, cfg: TrainConfig, data_path: Path, run_dir: Path, data: Optional[Scene] = None) -> "Trainer":
         t0 = time.perf_counter()
         run_dir = Path(run_dir)
-        if (run_dir / CKPT_FILE).exists():
+        if RunFolder(run_dir).has_checkpoint():
             raise ConfigError(f"{run_dir}: a run already exists here; resume it with --resume {run_dir} or choose another --output")
         tr = cls(cfg, data_path, run_dir, data)
         if tr.device.type == "cuda":
@@ -147,9 +128,8 @@ class Trainer:
             init_opacity=tr.cfg.init_opacity, init_scale=tr.cfg.init_scale, device=tr.device,
         )
         tr._build_optim()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / RUN_FILE, dump_yaml_run(tr.data_path, tr.cfg))
-        (run_dir / LOG_FILE).write_text("")
+        tr.folder.write_config(tr.data_path, tr.cfg)
+        tr.folder.start_log()
         tr.elapsed = time.perf_counter() - t0
         tr._log({"event": "init", "num_points": len(pc), "scene_scale": tr.scene_scale, "num_gaussians": tr.scene.num_gaussians,
                  "device": tr.device.type, "train_frames": len(tr.frames), "init_s": tr.elapsed,
@@ -158,9 +138,9 @@ class Trainer:
 
     @classmethod
     def resume(cls, run_dir: Path, data: Optional[Scene] = None, overrides: Optional[dict] = None) -> "Trainer":
-        run_dir = Path(run_dir)
-        data_path, cfg = read_run(run_dir)
-        ckpt = load_checkpoint(run_dir / CKPT_FILE)
+        folder = RunFolder(run_dir)
+        data_path, cfg = folder.read_config()
+        ckpt = folder.load_checkpoint()
         tr = cls(cfg, data_path, run_dir, data)
         tr.scene = DynamicScene.from_checkpoint(ckpt["scene"], device=tr.device)
         tr.scene_scale = float(ckpt["scene_scale"])
@@ -285,7 +265,6 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state()
         ckpt = {
-            "version": CHECKPOINT_VERSION,
             "step": self.step,
             "done": done,
             "elapsed_s": self.elapsed,
@@ -299,69 +278,7 @@ class Trainer:
             "strategy_state": {k: v for k, v in self.strategy_state.items() if v is None or isinstance(v, (torch.Tensor, int, float, tuple))},
             "rng": rng,
         }
-        path = self.run_dir / CKPT_FILE
-        save_atomic(ckpt, path)
-        return path
+        return self.folder.save_checkpoint(ckpt)
 
     def _log(self, rec: dict) -> None:
-        with open(self.run_dir / LOG_FILE, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-
-
-def dump_yaml_run(data_path: Path, cfg: TrainConfig) -> str:
-    import yaml
-
-    return yaml.safe_dump({"data": str(Path(data_path).resolve()), "config": to_dict(cfg)}, sort_keys=False)
-
-
-def read_run(run_dir: Path) -> tuple[Path, TrainConfig]:
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise DataError(f"not an endogs run folder (no {RUN_FILE}); train first with endogs train", run_dir)
-    raw = load_yaml(path)
-    if "data" not in raw or "config" not in raw:
-        raise DataError(f"{RUN_FILE} lacks 'data' or 'config'", path)
-    return Path(raw["data"]), from_dict(TrainConfig, raw["config"], where=RUN_FILE)
-
-
-def load_data(path: Path, cfg: TrainConfig) -> Scene:
-    opts = {}
-    if cfg.data.crop_bottom:
-        opts["crop_bottom"] = cfg.data.crop_bottom
-    return load_scene(path, format=cfg.data.format, split=cfg.data.split, **opts)
-
-
-@dataclass
-class LoadedRun:
-    """A trained run ready to render: the model, its config and its dataset."""
-
-    run_dir: Path
-    data_path: Path
-    config: TrainConfig
-    scene: DynamicScene
-    step: int
-    done: bool
-    device: torch.device
-
-    def data(self) -> Scene:
-        if not self.data_path.exists():
-            raise DataError(f"the run's scene folder is gone (recorded in {self.run_dir / RUN_FILE}); move it back or edit 'data' there", self.data_path)
-        return load_data(self.data_path, self.config)
-
-    def log(self) -> list[dict]:
-        p = self.run_dir / LOG_FILE
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.is_file() else []
-
-
-def load_run(run_dir: Path, device: Optional[str] = None) -> LoadedRun:
-    """Load a run folder's model for evaluation, export or viewing."""
-    run_dir = Path(run_dir)
-    data_path, cfg = read_run(run_dir)
-    dev = pick_device(device or "auto")
-    ckpt = load_checkpoint(run_dir / CKPT_FILE)
-    try:
-        scene = DynamicScene.from_checkpoint(ckpt["scene"], device=dev)
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise DataError(f"checkpoint does not hold a compatible scene ({exc}); retrain with this version", run_dir / CKPT_FILE) from None
-    scene.eval()
-    return LoadedRun(run_dir, data_path, cfg, scene, int(ckpt["step"]), bool(ckpt["done"]), dev)
+        self.folder.append_log(rec)

@@ -77,15 +77,16 @@ def reconstruct(
     from endogs.config_io import merge
     from endogs.errors import ConfigError
     from endogs.eval.evaluate import EvalOptions, evaluate_run
+    from endogs.run import REPORT_FILE, RunFolder
     from endogs.train.config import load_preset
-    from endogs.train.trainer import Trainer
+    from endogs.train.trainer import Trainer  # this command trains
     from endogs.video.prepare import prepare_scene
 
     log = _log(quiet)
     name = Path(input).stem if Path(input).is_file() else Path(input).resolve().name
     out = out or Path("outputs") / "scenes" / name
     run = run or Path("outputs") / "runs" / Path(out).name
-    if (Path(run) / "checkpoint.pt").exists():
+    if RunFolder(run).has_checkpoint():
         raise ConfigError(f"{run}: a run already exists here; choose another --run (or resume it with endogs train --resume)")
     # validate the training options before the (slow) preparation
     cfg = load_preset(preset)
@@ -111,7 +112,7 @@ def reconstruct(
         f"run: {tr.run_dir}",
         f"test frames {result.report['protocol']['frames']}: PSNR {_fmt(m.get('psnr'))} dB (masked), "
         f"SSIM {_fmt(m.get('ssim'), 4)}, LPIPS {_fmt(m.get('lpips'), 4)}",
-        f"report: {result.out_dir / 'report.md'}",
+        f"report: {result.out_dir / REPORT_FILE}",
         f"view: endogs view {tr.run_dir}",
     ]
     print("\n".join(lines))
