@@ -13,6 +13,7 @@ from typing import Literal, Optional
 import tyro
 from typing_extensions import Annotated
 
+from endogs.data import FormatName
 from endogs.errors import EndogsError
 
 Positional = tyro.conf.Positional
@@ -20,7 +21,7 @@ Positional = tyro.conf.Positional
 
 def info(
     path: Positional[Path],
-    format: Optional[Literal["endonerf", "stereomis", "scared", "scared-keyframe", "hamlyn"]] = None,
+    format: Optional[FormatName] = None,
     split: Optional[Literal["every8", "all", "alternate"]] = None,
     json_: Annotated[bool, tyro.conf.arg(name="json")] = False,
     max_frames: int = 50,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 import torch
 
@@ -48,6 +48,10 @@ REPORT_FILE = "report.md"
 CHECKPOINT_VERSION = 1  # bump when the checkpoint layout changes; older files then fail with a one-line error
 
 TRAIN_FIRST = "train one first (endogs train DATA --output RUN)"
+
+
+DeviceName = Literal["auto", "cpu", "cuda"]
+"""Where to train or render: ``auto`` = CUDA when present."""
 
 
 def pick_device(requested: str) -> torch.device:
@@ -294,4 +298,4 @@ def load_run(run_dir: Union[str, Path], device: Optional[str] = None) -> LoadedR
     return RunFolder(run_dir).open(device or "auto")
 
 
-__all__ = ["RunFolder", "LoadedRun", "load_run", "load_data", "pick_device", "CHECKPOINT_VERSION"]
+__all__ = ["RunFolder", "LoadedRun", "DeviceName", "load_run", "load_data", "pick_device", "CHECKPOINT_VERSION"]

@@ -34,6 +34,13 @@ def test_no_import_cycle():
         assert found == [], f"import cycles ({'with' if lazy else 'without'} function-level imports): {found}"
 
 
+def test_evaluation_and_report_do_not_import_each_other():
+    g = G.graph(lazy=True)
+    assert "endogs.eval.report" not in G.reachable(g, "endogs.eval.evaluate")
+    assert "endogs.eval.evaluate" not in G.reachable(g, "endogs.eval.report")
+    assert {"endogs.eval.evaluate", "endogs.eval.report"} <= g["endogs.eval.pipeline"]
+
+
 def test_readers_do_not_reach_the_training_loop():
     g = G.graph(lazy=True)
     readers = [m for m in g if m.startswith(READERS) and m not in TRAINS]

@@ -161,8 +161,10 @@ def test_depth_range_auto_and_manual():
     r.settings.depth_near, r.settings.depth_far = 0.0, 10.0  # z = 5 -> mid grey
     mid = r(cam_state(), tab)[24, 32].astype(int)
     assert abs(mid[0] - 128) < 25, mid
-    r.settings.depth_near, r.settings.depth_far = 4.0, 5.0  # z = 5 -> white
+    r.settings.depth_near, r.settings.depth_far = 5.0, 6.0  # z = 5 is near -> the colormap's end: white
     assert r(cam_state(), tab)[24, 32, 0] > 200
+    r.settings.depth_near, r.settings.depth_far = 4.0, 5.0  # z = 5 is far -> the colormap's start: black
+    assert r(cam_state(), tab)[24, 32, 0] < 55
     assert auto.shape == mid.shape[:0] + (48, 64, 3)
 
 

@@ -29,6 +29,7 @@ import torch
 from endogs.camera import Camera
 from endogs.render import render
 from endogs.snapshot import Snapshot
+from endogs.utils.image import depth_unit
 
 log = logging.getLogger("endogs.viewer")
 
@@ -85,9 +86,10 @@ class RenderSettings:
     depth_auto: bool = True
     """Depth colour range from the 2nd/98th percentiles of the visible depth of each image."""
     depth_near: float = 0.0
-    """Depth mapped to the colormap's start when ``depth_auto`` is off (scene units)."""
+    """Depth mapped to the colormap's end (warm in turbo) when ``depth_auto`` is off (scene units); near is
+    warm, far is cold everywhere in endogs (:mod:`endogs.utils.image`)."""
     depth_far: float = 1.0
-    """Depth mapped to the colormap's end when ``depth_auto`` is off."""
+    """Depth mapped to the colormap's start (cold in turbo) when ``depth_auto`` is off."""
     deform_max: float = 0.0
     """Displacement mapped to the colormap's end in deformation mode; 0 = automatic (the 99th
     percentile of the displacement over the sequence)."""
@@ -309,7 +311,7 @@ class ViewRenderer:
             else:
                 depth = out.depth[0, ..., 0].float().cpu().numpy()  # [H, W]
                 near, far = self._depth_range(depth, alpha, st)
-                img = apply_colormap((depth - near) / max(far - near, 1e-12), st.colormap)
+                img = apply_colormap(depth_unit(depth, near, far), st.colormap)  # near = the colormap's end
                 img = img * alpha[..., None] + bgc * (1.0 - alpha[..., None])
         return (np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8)
 

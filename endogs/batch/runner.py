@@ -13,7 +13,7 @@ task per remaining pair (:func:`endogs.batch.task.run_pair`) and follows them:
 - pairs of one video input wait until one of them has prepared the scene (no two tasks prepare the same
   video);
 - progress: one line per state change (queued, running, retry, done, failed, skipped) on stderr, and a
-  tqdm bar over all pairs when stderr is a terminal;
+  tqdm bar over all pairs when stderr is a terminal, else a line every ~10 % of the pairs with the ETA;
 - one batch per output folder at a time: the driver holds ``OUTPUT/.endogs-batch`` while it runs, and
   every task checks that it sees that file (the output folder must be storage shared by all nodes);
 - at the end the comparison table of ``endogs benchmark`` (:func:`endogs.eval.benchmark.write_table`:
@@ -113,19 +113,16 @@ class BatchResult:
 
 
 class Progress:
-    """State lines on stderr (above the tqdm bar, which shows only on a terminal)."""
+    """State lines on stderr, and the pairs done (:class:`endogs.utils.progress.Progress`: a bar on a
+    terminal, else a line every ~10 % with the ETA)."""
 
     def __init__(self, total: int, initial: int, quiet: bool):
-        from tqdm import tqdm
+        from endogs.utils.progress import Progress as Bar
 
-        self.quiet = quiet
-        self.tqdm = tqdm
-        self.bar = tqdm(total=total, initial=initial, disable=True if quiet else None, file=sys.stderr, unit="pair",
-                        desc="batch", dynamic_ncols=True, mininterval=0.5)
+        self.bar = Bar(total, "batch", enabled=not quiet, initial=initial, stream=sys.stderr, unit="pair")
 
     def line(self, text: str) -> None:
-        if not self.quiet:
-            self.tqdm.write(text, file=sys.stderr)
+        self.bar.line(text)
 
     def state(self, st: PairState, detail: str = "") -> None:
         self.line(f"{st.state:<8} {st.pair.key}" + (f"  {detail}" if detail else ""))

@@ -44,12 +44,12 @@ from typing import Any, Literal, Optional, Union
 from endogs.config_io import from_dict, load_yaml, merge, to_dict
 from endogs.errors import ConfigError
 from endogs.eval.benchmark import _NAME_CHARS, EvalSettings, _diff_keys, _resolve_peers, load_peers
+from endogs.eval.protocol import ProtocolName
 
 PAIR_SEP = "__"
 SCENES_DIR = "scenes"
 PREPARED_SUFFIX = ".prepare.json"  # OUTPUT/scenes/<input>.prepare.json: what the scene was prepared from
 GLOB_CHARS = set("*?[")
-Protocol = Literal["auto", "endonerf", "endonerf-all", "scared", "native"]
 
 
 @dataclass
@@ -58,7 +58,7 @@ class InputEntry:
     video: Optional[str] = None
     name: Optional[str] = None
     prepare: dict[str, Any] = field(default_factory=dict)
-    protocol: Optional[Protocol] = None
+    protocol: Optional[ProtocolName] = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
 

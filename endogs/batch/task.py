@@ -2,7 +2,7 @@
 
 It goes through the functions of the single commands: :func:`endogs.video.prepare.prepare_scene`
 (``endogs prepare``), :class:`endogs.train.Trainer` create/resume/train (``endogs train``, via
-:func:`endogs.eval.benchmark.train_or_reuse`) and :func:`endogs.eval.evaluate.evaluate_run`
+:func:`endogs.eval.benchmark.train_or_reuse`) and :func:`endogs.eval.pipeline.evaluate_run`
 (``endogs eval``, via :func:`endogs.eval.benchmark.evaluate_or_reuse`). Every step is idempotent, so
 a retry continues where the last attempt stopped: a prepared scene is reused, an unfinished run resumes
 from its last checkpoint (``endogs train --resume``), a finished one is not retrained, a current

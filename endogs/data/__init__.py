@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Optional, Union
+from typing import Literal, Optional, Union, get_args
 
 from endogs.camera import Camera
 from endogs.data.common import VALIDATE_LEVELS, check_validate
@@ -25,6 +25,7 @@ __all__ = [
     "Frame",
     "Scene",
     "FORMATS",
+    "FormatName",
     "SPLITS",
     "detect_format",
     "load_scene",
@@ -37,6 +38,11 @@ def _stereomis(root: Path, **kw) -> Scene:
     return load_endonerf(root, variant="stereomis", **kw)
 
 
+FormatName = Literal["endonerf", "stereomis", "scared", "scared-keyframe", "hamlyn"]
+"""The dataset layouts: the one definition (CLI choices and configs use this type, code reads
+:data:`FORMATS`). A new format adds its name here and its loader to ``_LOADERS``."""
+FORMATS: tuple[str, ...] = get_args(FormatName)
+
 _LOADERS = {
     "endonerf": load_endonerf,
     "stereomis": _stereomis,
@@ -44,7 +50,8 @@ _LOADERS = {
     "scared-keyframe": load_scared_keyframe,
     "hamlyn": load_hamlyn,
 }
-FORMATS = tuple(_LOADERS)
+if tuple(_LOADERS) != FORMATS:  # pragma: no cover - a format added to one list only
+    raise ImportError(f"endogs.data: loaders {tuple(_LOADERS)} differ from FormatName {FORMATS}")
 
 _LAYOUTS = (
     "EndoNeRF/StereoMIS (images/ depth/ masks/ poses_bounds.npy), "

@@ -37,6 +37,7 @@ from endogs.config_io import from_dict, load_yaml, merge, to_dict
 from endogs.errors import ConfigError, DataError
 from endogs.eval import io
 from endogs.eval.report import LABELS, fmt, fmt_rate, markdown_table, text_table
+from endogs.eval.protocol import EvalSplit, ProtocolName
 from endogs.run import RunFolder
 
 TABLE_COLUMNS = ["scene", "method", "source", "psnr", "psnr_legacy", "ssim", "ssim_masked", "lpips", "train_time_s", "fps",
@@ -50,8 +51,8 @@ REPORTED = "reported"
 
 @dataclass
 class EvalSettings:
-    split: Literal["test", "train", "all"] = "test"
-    protocol: Literal["auto", "endonerf", "endonerf-all", "scared", "native"] = "auto"
+    split: EvalSplit = "test"
+    protocol: ProtocolName = "auto"
     lpips_weights: Optional[str] = None
     images: bool = True
     video: bool = False
@@ -64,7 +65,7 @@ class SceneEntry:
     name: str
     data: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    protocol: Optional[Literal["auto", "endonerf", "endonerf-all", "scared", "native"]] = None
+    protocol: Optional[ProtocolName] = None
     synthetic: Optional[dict[str, Any]] = None
 
 
@@ -250,7 +251,8 @@ def train_or_reuse(cfg, data_path: Path, run_dir: Path, reuse: bool, log: Callab
 
 def evaluate_or_reuse(run_dir: Path, settings: EvalSettings, protocol: Optional[str], device: str, reuse: bool,
                       log: Callable[[str], None]) -> tuple[dict, str]:
-    from endogs.eval.evaluate import EvalOptions, evaluate_run
+    from endogs.eval.evaluate import EvalOptions
+    from endogs.eval.pipeline import evaluate_run
 
     folder = RunFolder(run_dir)
     out_dir = folder.eval_dir(settings.split)

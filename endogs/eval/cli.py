@@ -4,55 +4,37 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import tyro
+from typing_extensions import Annotated
+
+from endogs.eval.evaluate import EvalOptions
+from endogs.run import DeviceName
 
 Positional = tyro.conf.Positional
 
 
 def eval_run(
     run: Positional[Path],
-    split: Literal["test", "train", "all"] = "test",
-    protocol: Literal["auto", "endonerf", "endonerf-all", "scared", "native"] = "auto",
-    lpips_weights: Optional[Path] = None,
-    data: Optional[Path] = None,
-    output: Optional[Path] = None,
-    device: Literal["auto", "cpu", "cuda"] = "auto",
-    images: bool = True,
-    video: bool = True,
-    fps_min_time: float = 2.0,
+    options: Annotated[EvalOptions, tyro.conf.arg(name="")] = EvalOptions(),
     quiet: bool = False,
 ) -> None:
     """Evaluate a trained run: PSNR (true masked, legacy, full), SSIM, LPIPS, depth, FPS, baselines.
 
     Writes RUN/eval_<split>/ (metrics.json, per_frame.csv, report.md, images, plots, sequence.mp4)
-    and prints the metrics table.
+    and prints the metrics table. Every field of EvalOptions is a flag.
 
     Args:
         run: the run folder (with run.yaml and checkpoint.pt).
-        split: frames to evaluate: the protocol's test frames, the training frames, or all frames.
-        protocol: endonerf (test = (i-1)%8==0, gt_masks), endonerf-all (EndoNeRF: all frames from 1),
-            scared (depth-validity masks, depth in mm), native (the dataset's own split); auto picks by
-            format and split.
-        lpips_weights: torchvision's alexnet-owt-7be5be79.pth (or its folder); default: the torch hub
-            cache. Without it LPIPS is reported as unavailable.
-        data: the scene folder, when it moved since training.
-        output: the report folder; default RUN/eval_<split>.
-        device: where to render; auto = CUDA when present.
-        images: write renders, GT | render | error and depth comparison images.
-        video: write sequence.mp4 (renders every frame of the sequence).
-        fps_min_time: seconds of timed rendering for the FPS measurement (after warm-up).
         quiet: print only the final "report:" line.
     """
-    from endogs.eval.evaluate import EvalOptions, evaluate_run
+    from endogs.eval.pipeline import evaluate_run
     from endogs.eval.report import stdout_summary
     from endogs.run import REPORT_FILE
 
-    opts = EvalOptions(split=split, protocol=protocol, lpips_weights=lpips_weights, data=data, output=output,
-                       device=device, images=images, video=video, fps_min_time=fps_min_time)
     log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr))
-    result = evaluate_run(run, opts, log=log)
+    result = evaluate_run(run, options, log=log)
     path = result.out_dir / REPORT_FILE
     print(f"report: {path}" if quiet else stdout_summary(result.report, path))
 
@@ -61,7 +43,7 @@ def benchmark(
     config: Positional[Path],
     reuse: bool = False,
     output: Optional[Path] = None,
-    device: Literal["auto", "cpu", "cuda"] = "auto",
+    device: DeviceName = "auto",
     quiet: bool = False,
 ) -> None:
     """Train and evaluate a list of scenes (x presets / deformation fields) into one comparison table.

@@ -1,29 +1,35 @@
-"""Evaluate a trained run: render the chosen frames, compute every metric variant, time rendering,
-compare with trivial baselines; :mod:`endogs.eval.report` writes the files.
+"""Evaluate a trained model: render the chosen frames, compute every metric variant, time rendering,
+compare with trivial baselines. :func:`evaluate` is a function of (model, frames, protocol options) to an
+:class:`~endogs.eval.result.EvalResult`; it writes nothing. :mod:`endogs.eval.report` writes the files,
+:func:`endogs.eval.pipeline.evaluate_run` does both for a run folder.
 
->>> result = evaluate_run("outputs/runs/pulling", EvalOptions(split="test"))
->>> result.summary["model"]["psnr"], result.out_dir
+>>> result = evaluate(RunFolder(run).open(), data, EvalOptions(split="test"))
+>>> result.summary["model"]["psnr"]
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-import cv2
 import numpy as np
 import torch
 
+from endogs.data import Scene
 from endogs.errors import ConfigError, DataError
-from endogs.run import LOG_FILE, RunFolder
 from endogs.eval import metrics as M
 from endogs.eval.baselines import BASELINES, BEAT_MARGIN_DB, baseline_images, nearest, neighbours, train_mean
+from endogs.eval.environment import environment
 from endogs.eval.lpips import LPIPSStatus, load_lpips, min_size_ok
-from endogs.eval.protocol import SPLIT_RULES, Protocol, eval_indices, resolve_protocol
+from endogs.eval.protocol import EVAL_SPLITS, SPLIT_RULES, EvalSplit, Protocol, ProtocolName, eval_indices, resolve_protocol
+from endogs.eval.result import EvalResult, FramePanels, SequenceFrame
+from endogs.run import LOG_FILE, DeviceName, LoadedRun, RunFolder
+from endogs.utils.image import Resample, downscaled_size, resample
+from endogs.utils.progress import Progress
 
 METHODS = ("model",) + tuple(BASELINES)
 FRAME_METRICS = ("psnr", "psnr_legacy", "psnr_full", "ssim", "ssim_masked", "lpips")
@@ -49,42 +55,40 @@ SSIM_PROTOCOL = {
 
 @dataclass
 class EvalOptions:
-    """What to evaluate and what to write (see :func:`endogs.eval.cli.eval_run` for the meanings)."""
+    """What to evaluate and what to write; ``endogs eval`` offers every field as a flag."""
 
-    split: str = "test"
-    protocol: str = "auto"
+    split: EvalSplit = "test"
+    """Frames to evaluate: the protocol's test frames, the training frames, or all frames."""
+    protocol: ProtocolName = "auto"
+    """endonerf (test = (i-1)%8==0, gt_masks), endonerf-all (EndoNeRF: all frames from 1), scared
+    (depth-validity masks, depth in mm), native (the dataset's own split); auto picks by format and split."""
     lpips_weights: Optional[Path] = None
-    device: str = "auto"
+    """torchvision's alexnet-owt-7be5be79.pth (or its folder); default: the torch hub cache. Without it
+    LPIPS is reported as unavailable."""
+    device: DeviceName = "auto"
+    """Where to render; auto = CUDA when present."""
     data: Optional[Path] = None
+    """The scene folder, when it moved since training."""
     output: Optional[Path] = None
+    """The report folder; default RUN/eval_<split>."""
     images: bool = True
+    """Write renders, GT | render | error and depth comparison images."""
     video: bool = True
+    """Write sequence.mp4 (renders every frame of the sequence)."""
     plots: bool = True
+    """Write training_curves.png and per_frame_psnr.png."""
     fps_warmup: int = 3
+    """Untimed renders before the FPS measurement."""
     fps_min_time: float = 2.0
+    """Seconds of timed rendering for the FPS measurement (after warm-up)."""
     fps_max_renders: int = 2000
+    """Stop the FPS measurement after this many renders even before fps_min_time."""
     video_fps: float = 10.0
+    """Frame rate of sequence.mp4."""
 
 
-@dataclass
-class EvalResult:
-    run_dir: Path
-    out_dir: Path
-    report: dict[str, Any]  # the content of metrics.json
-    per_frame: list[dict[str, Any]]
-    renders: dict[int, np.ndarray] = field(default_factory=dict)  # eval frame -> rgb [H,W,3] float32
-    depths: dict[int, np.ndarray] = field(default_factory=dict)  # eval frame -> rendered depth [H,W]
-
-    @property
-    def summary(self) -> dict[str, dict[str, Any]]:
-        return self.report["metrics"]
 
 
-# ------------------------------------------------------------------------------------ opening runs
-def open_run(run_dir: Path, device: str = "auto", data_path: Optional[Path] = None):
-    """(LoadedRun, dataset Scene, log records) with one-line errors that name the path and the fix."""
-    run = RunFolder(run_dir).open(device, data=data_path, need_data=True)
-    return run, run.dataset, run.log()
 
 
 def trained_split(log: list[dict], data, run_dir: Path) -> tuple[list[int], list[int]]:
@@ -112,16 +116,13 @@ class FrameSource:
         self.data = data
         self.downscale = float(downscale)
         cam = data.frames[0].camera
-        if self.downscale > 1:
-            self.size = (int(round(cam.width / self.downscale)), int(round(cam.height / self.downscale)))
-        else:
-            self.size = (cam.width, cam.height)
+        self.size = downscaled_size(cam.width, cam.height, self.downscale)
         self.image = lru_cache(maxsize=24)(self._image)
 
-    def _resize(self, a: Optional[np.ndarray], interp: int) -> Optional[np.ndarray]:
+    def _resize(self, a: Optional[np.ndarray], how: Resample) -> Optional[np.ndarray]:
         if a is None or self.downscale <= 1:
             return a
-        return cv2.resize(a, self.size, interpolation=interp)
+        return resample(a, self.size, how)
 
     def camera(self, i: int):
         cam = self.data.frames[i].camera
@@ -129,21 +130,21 @@ class FrameSource:
 
     def _image(self, i: int) -> np.ndarray:
         img = self.data.frames[i].image
-        return np.ascontiguousarray(self._resize(img, cv2.INTER_AREA), dtype=np.float32)
+        return np.ascontiguousarray(self._resize(img, "area"), dtype=np.float32)
 
     def mask(self, i: int) -> np.ndarray:
         m = self.data.frames[i].eval_mask
         if m is None:
             return np.ones(self.size[::-1], bool)
-        return self._resize(m.astype(np.uint8), cv2.INTER_NEAREST).astype(bool)
+        return self._resize(m.astype(bool), "nearest")
 
     def gt_depth(self, i: int) -> Optional[np.ndarray]:
         f = self.data.frames[i]
-        return self._resize(f.gt_depth, cv2.INTER_NEAREST) if f.has_gt_depth else None
+        return self._resize(f.gt_depth, "nearest") if f.has_gt_depth else None
 
     def input_depth(self, i: int) -> Optional[np.ndarray]:
         f = self.data.frames[i]
-        return self._resize(f.depth, cv2.INTER_NEAREST) if f.has_depth else None
+        return self._resize(f.depth, "nearest") if f.has_depth else None
 
 
 # ------------------------------------------------------------------------------------ rendering
@@ -193,18 +194,20 @@ def measure_fps(scene, jobs: list[tuple[float, Any]], device: torch.device, back
 
 
 # ------------------------------------------------------------------------------------ the evaluation
-def evaluate_run(run_dir: Path, options: Optional[EvalOptions] = None,
-                 log: Callable[[str], None] = lambda s: None) -> EvalResult:
-    """Evaluate a run and write its report folder (``RUN/eval_<split>`` unless ``options.output``)."""
-    from endogs.eval import report as R
-
-    opt = options or EvalOptions()
-    if opt.split not in ("test", "train", "all"):
-        raise ConfigError(f"unknown split {opt.split!r}; choose test, train or all")
+def check_options(opt: EvalOptions) -> None:
+    if opt.split not in EVAL_SPLITS:
+        raise ConfigError(f"unknown split {opt.split!r}; choose {', '.join(EVAL_SPLITS)}")
     if opt.fps_min_time < 0 or opt.fps_warmup < 0:
         raise ConfigError("fps_min_time and fps_warmup must be >= 0")
-    run_dir = Path(run_dir)
-    run, data, records = open_run(run_dir, opt.device, opt.data)
+
+
+def evaluate(run: LoadedRun, data: Scene, opt: EvalOptions, log: Callable[[str], None] = lambda s: None) -> EvalResult:
+    """The evaluation as a function: the trained model, the dataset's frames and the protocol in, the
+    metrics, timing and verdict out (an :class:`EvalResult`, the content of metrics.json in ``report``).
+    Renders and measures; writes nothing (:func:`endogs.eval.pipeline.evaluate_run` writes the report)."""
+    check_options(opt)
+    run_dir = run.run_dir
+    records = run.log()
     train, test = trained_split(records, data, run_dir)
     protocol = resolve_protocol(opt.protocol, data)
     frames = eval_indices(protocol, opt.split, len(data), train, test)
@@ -212,8 +215,6 @@ def evaluate_run(run_dir: Path, options: Optional[EvalOptions] = None,
         raise ConfigError(f"split {opt.split!r} under protocol {protocol.name} leaves no frame to evaluate", run_dir)
     if opt.split == "test" and data.split != "all":
         assert set(frames) == set(test) - set(range(protocol.start_index)) and not set(frames) & set(train)
-    out_dir = Path(opt.output) if opt.output is not None else RunFolder(run_dir).eval_dir(opt.split)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     cfg = run.config
     src = FrameSource(data, cfg.data.downscale or 1.0)  # the run.yaml holds the resolved (training) downscale
@@ -229,6 +230,7 @@ def evaluate_run(run_dir: Path, options: Optional[EvalOptions] = None,
     per_frame: list[dict[str, Any]] = []
     renders: dict[int, np.ndarray] = {}
     depths: dict[int, np.ndarray] = {}
+    bar = Progress(len(frames), "eval", write=log)  # a line every ~10 % of the frames
     for i in frames:
         f = data.frames[i]
         gt, mask = src.image(i), src.mask(i)
@@ -245,6 +247,7 @@ def evaluate_run(run_dir: Path, options: Optional[EvalOptions] = None,
             d = M.depth_errors(depth, ind, mask)
             rec.update(input_depth_rmse=d["rmse"], input_depth_absrel=d["absrel"])
         per_frame.append(rec)
+        bar.update(1, psnr=float(np.mean([r["psnr"] for r in per_frame if r["method"] == "model"])))
         nb, na = neighbours(train, i)
         sources = {"nearest_train": str(nearest(train, i)), "neighbour_mean": "+".join(str(j) for j in (nb, na) if j is not None),
                    "train_mean": f"{len(train)} frames"}
@@ -282,11 +285,9 @@ def evaluate_run(run_dir: Path, options: Optional[EvalOptions] = None,
         "depth": depth_summary(per_frame, data, depth_kind),
         "timing": {"render": timing, "training": training},
         "verdict": verdict,
-        "environment": R.environment(run.device),
+        "environment": environment(run.device),
     }
-    result = EvalResult(run_dir, out_dir, report, per_frame, renders, depths)
-    R.write_report(result, src, records, opt, sequence_frames(result, src, run, data, background), log)
-    return result
+    return EvalResult(run_dir, report, per_frame, renders, depths)
 
 
 def summarize(per_frame: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -384,10 +385,19 @@ def protocol_record(protocol: Protocol, data, split: str, frames: list[int], tra
     }
 
 
-def sequence_frames(result: EvalResult, src: FrameSource, run, data, background=None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(index, gt, render) for every frame of the sequence, reusing the evaluation renders."""
-    for i, f in enumerate(data.frames):
+def frame_panels(result: EvalResult, src: FrameSource) -> Iterator[FramePanels]:
+    """The pictures of every evaluated frame (for the report's images), read lazily."""
+    gt_ref = bool(result.report["depth"].get("available"))
+    for i in result.report["protocol"]["frames"]:
+        ref = src.gt_depth(i) if gt_ref else src.input_depth(i)
+        yield FramePanels(i, src.image(i), result.renders[i], src.mask(i), result.depths[i], ref,
+                          "GT depth" if gt_ref else "input depth (not GT)")
+
+
+def sequence_frames(result: EvalResult, src: FrameSource, scene, background=None) -> Iterator[SequenceFrame]:
+    """Every frame of the sequence (gt, render), reusing the evaluation renders, rendering the others."""
+    for i, f in enumerate(src.data.frames):
         rgb = result.renders.get(i)
         if rgb is None:
-            rgb, _ = render_frame(run.scene, f.time, src.camera(i), background)
-        yield i, src.image(i), rgb
+            rgb, _ = render_frame(scene, f.time, src.camera(i), background)
+        yield SequenceFrame(i, src.image(i), rgb, i in result.renders)

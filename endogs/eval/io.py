@@ -1,7 +1,6 @@
-"""Atomic file writes for reports: write a temporary name in the same folder, then rename.
-
-A reader (the viewer, ``make demo``, a benchmark with ``--reuse``) never sees a half-written file:
-either the previous version or the new one.
+"""The files of reports, written atomically (:mod:`endogs.utils.fs`): JSON (strict: NaN -> null), CSV,
+PNG and mp4. A reader (the viewer, ``make demo``, a benchmark with ``--reuse``) never sees a
+half-written file: either the previous version or the new one.
 """
 
 from __future__ import annotations
@@ -10,40 +9,16 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-PathLike = Union[str, Path]
+from endogs.utils.fs import PathLike, atomic_write, write_bytes, write_text
+from endogs.utils.image import encode_png, to_uint8
+from endogs.utils.mp4 import write_mp4
 
-
-def _tmp_name(path: Path) -> Path:
-    # keep the suffix: ffmpeg and matplotlib pick the format from it
-    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-
-
-def atomic_write(path: PathLike, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp_path)`` and rename the result over ``path`` (same folder, same suffix)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def write_bytes(path: PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda p: p.write_bytes(data))
-
-
-def write_text(path: PathLike, text: str) -> Path:
-    return atomic_write(path, lambda p: p.write_text(text))
+__all__ = ["atomic_write", "write_bytes", "write_text", "write_json", "write_csv", "write_png", "write_mp4", "to_uint8"]
 
 
 def _json_safe(v: Any) -> Any:
@@ -90,49 +65,4 @@ def _fmt_cell(v: Any) -> Any:
 
 def write_png(path: PathLike, rgb: np.ndarray) -> Path:
     """Write an RGB (float in [0,1] or uint8) [H,W,3] or grey [H,W] image as PNG."""
-    import cv2
-
-    img = to_uint8(rgb)
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", img)
-    if not ok:  # pragma: no cover - cv2 failure
-        raise RuntimeError(f"could not encode {path}")
-    return write_bytes(path, buf.tobytes())
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    if img.dtype == np.uint8:
-        return img
-    return (np.clip(np.nan_to_num(img, nan=0.0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def write_mp4(path: PathLike, frames: Iterable[np.ndarray], fps: float = 10.0) -> Path:
-    """Encode RGB frames ([H,W,3], float in [0,1] or uint8, all the same size) as H.264 mp4
-    with imageio-ffmpeg; odd sizes are padded to even (yuv420p needs it)."""
-    import imageio_ffmpeg
-
-    def write(tmp: Path) -> None:
-        gen = None
-        try:
-            for fr in frames:
-                fr = to_uint8(np.asarray(fr))
-                h, w = fr.shape[:2]
-                ph, pw = h % 2, w % 2
-                if ph or pw:
-                    fr = np.pad(fr, ((0, ph), (0, pw), (0, 0)), mode="edge")
-                if gen is None:
-                    gen = imageio_ffmpeg.write_frames(
-                        str(tmp), (fr.shape[1], fr.shape[0]), fps=fps, codec="libx264",
-                        pix_fmt_out="yuv420p", quality=8, macro_block_size=1,
-                        ffmpeg_log_level="error", output_params=["-movflags", "+faststart"],
-                    )
-                    gen.send(None)
-                gen.send(np.ascontiguousarray(fr))
-        finally:
-            if gen is not None:
-                gen.close()
-        if gen is None:
-            raise ValueError("write_mp4: no frames")
-
-    return atomic_write(path, write)
+    return write_bytes(path, encode_png(rgb))

@@ -16,12 +16,18 @@ log; a protocol names the published convention the run must follow and checks th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence, get_args
 
 from endogs.data.types import Scene
 from endogs.errors import ConfigError
 
-PROTOCOL_NAMES = ("auto", "endonerf", "endonerf-all", "scared", "native")
+ProtocolName = Literal["auto", "endonerf", "endonerf-all", "scared", "native"]
+"""The evaluation protocols: the one definition (CLI choices and configs use this type; code reads
+:data:`PROTOCOL_NAMES`); each name but "auto" has its :data:`PROTOCOLS` entry."""
+PROTOCOL_NAMES: tuple[str, ...] = get_args(ProtocolName)
+EvalSplit = Literal["test", "train", "all"]
+"""Which frames ``endogs eval`` scores."""
+EVAL_SPLITS: tuple[str, ...] = get_args(EvalSplit)
 SPLIT_RULES = {
     "every8": "test = {i : (i - 1) % 8 == 0} (1, 9, 17, ...), train = all other frames",
     "all": "train = every frame; evaluation on the training frames (reconstruction)",
@@ -67,6 +73,8 @@ PROTOCOLS = {
     ),
     "native": Protocol("native", "the dataset's own split and evaluation masks"),
 }
+if set(PROTOCOLS) != set(PROTOCOL_NAMES) - {"auto"}:  # pragma: no cover - a protocol added to one list only
+    raise ImportError(f"endogs.eval.protocol: PROTOCOLS {sorted(PROTOCOLS)} differ from ProtocolName {PROTOCOL_NAMES}")
 
 
 def resolve_protocol(name: str, data: Scene) -> Protocol:
@@ -101,12 +109,7 @@ def resolve_protocol(name: str, data: Scene) -> Protocol:
 
 def eval_indices(protocol: Protocol, split: str, n_frames: int, train: Sequence[int], test: Sequence[int]) -> list[int]:
     """Frames to evaluate: ``split`` "test" (the protocol's test frames), "train" or "all"."""
-    if split == "test":
-        idx = list(test)
-    elif split == "train":
-        idx = list(train)
-    elif split == "all":
-        idx = list(range(n_frames))
-    else:
-        raise ConfigError(f"unknown split {split!r}; choose test, train or all")
+    if split not in EVAL_SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose {', '.join(EVAL_SPLITS)}")
+    idx = {"test": list(test), "train": list(train), "all": list(range(n_frames))}[split]
     return sorted(i for i in idx if i >= protocol.start_index)

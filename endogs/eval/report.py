@@ -7,7 +7,8 @@
     report.md             markdown: protocol, metrics table, verdict, links to the images
     renders/NNNNNN.png    the rendered evaluation frames
     compare/NNNNNN.png    GT | render | error map (tool pixels greyed)
-    depth/NNNNNN.png      GT depth | rendered depth | abs error (input depth when there is no GT, labelled)
+    depth/NNNNNN.png      GT depth | rendered depth | abs error (input depth when there is no GT, labelled);
+                          depth in endogs.utils.image's colours (near red, far blue)
     sequence.mp4          GT | render for the whole sequence (evaluated frames framed in red)
     training_curves.png   loss, train PSNR and #Gaussians from log.jsonl
     per_frame_psnr.png    per-frame masked PSNR of the model and baselines
@@ -17,9 +18,8 @@ Every file is written atomically (temporary name, then rename).
 
 from __future__ import annotations
 
+import json
 import math
-import platform
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -28,7 +28,9 @@ import numpy as np
 
 from endogs.eval import io
 from endogs.eval.baselines import BASELINES
+from endogs.eval.result import FramePanels, SequenceFrame
 from endogs.run import LOG_FILE, METRICS_FILE, REPORT_FILE
+from endogs.utils.image import colorize_depth
 
 CSV_COLUMNS = ["method", "frame", "name", "time", "psnr", "psnr_legacy", "psnr_full", "ssim", "ssim_masked", "lpips",
                "tissue_fraction", "depth_rmse", "depth_absrel", "depth_pixels", "input_depth_rmse", "input_depth_absrel",
@@ -38,34 +40,6 @@ LABELS = {"model": "model", "nearest_train": "nearest train frame", "neighbour_m
 ERROR_MAP_MAX = 0.25  # |render - gt| (channel mean) shown at full colour
 
 
-def environment(device) -> dict[str, Any]:
-    import importlib.metadata as md
-
-    import torch
-
-    import endogs
-
-    def ver(name: str) -> Optional[str]:
-        try:
-            return md.version(name)
-        except md.PackageNotFoundError:
-            return None
-
-    dev = {"type": device.type}
-    if device.type == "cuda":
-        dev["name"] = torch.cuda.get_device_name(device)
-    else:
-        dev["name"] = platform.processor() or platform.machine()
-        dev["threads"] = torch.get_num_threads()
-    return {
-        "device": dev,
-        "versions": {
-            "endogs": endogs.__version__, "python": sys.version.split()[0], "torch": torch.__version__,
-            "numpy": np.__version__, "torchmetrics": ver("torchmetrics"), "pytorch-msssim": ver("pytorch-msssim"),
-            "opencv": cv2.__version__, "imageio-ffmpeg": ver("imageio-ffmpeg"), "gsplat": ver("gsplat"),
-        },
-        "platform": platform.platform(),
-    }
 
 
 # ------------------------------------------------------------------------------------ formatting
@@ -208,14 +182,15 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
-def _colormap(x: np.ndarray, lo: float, hi: float, cmap: int = cv2.COLORMAP_INFERNO) -> np.ndarray:
-    u = np.clip((x - lo) / max(hi - lo, 1e-12), 0, 1)
-    return cv2.applyColorMap((u * 255).astype(np.uint8), cmap)[..., ::-1]  # RGB uint8
+def _error_colors(x: np.ndarray, hi: float) -> np.ndarray:
+    """RGB uint8 of an error map: inferno from 0 (black) to ``hi`` (bright yellow)."""
+    u = np.clip(x / max(hi, 1e-12), 0, 1)
+    return cv2.applyColorMap((u * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
 
 
 def error_panel(render: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> np.ndarray:
     err = np.abs(render.astype(np.float64) - gt).mean(-1)
-    img = _colormap(err, 0.0, ERROR_MAP_MAX).astype(np.float32)
+    img = _error_colors(err, ERROR_MAP_MAX).astype(np.float32)
     img[~mask] = img[~mask] * 0.25 + 64  # tool / invalid pixels: dim grey
     return img.astype(np.uint8)
 
@@ -232,13 +207,11 @@ def depth_image(ref: Optional[np.ndarray], pred: np.ndarray, valid: np.ndarray, 
     lo, hi = (np.percentile(src, 1), np.percentile(src, 99)) if src.size else (0.0, 1.0)
     panels = []
     if ref is not None:
-        r = _colormap(ref, lo, hi, cv2.COLORMAP_TURBO)
-        r[ref <= 0] = 0
-        panels.append(_label(r, ref_label))
-    panels.append(_label(_colormap(pred, lo, hi, cv2.COLORMAP_TURBO), "rendered depth"))
+        panels.append(_label(colorize_depth(ref, lo, hi), ref_label))  # near red, far blue, no depth black
+    panels.append(_label(colorize_depth(pred, lo, hi), "rendered depth"))
     if ref is not None:
         err = np.where(good, np.abs(pred - ref), 0.0)
-        e = _colormap(err, 0.0, max(float(np.percentile(err[good], 99)) if good.any() else 1.0, 1e-6))
+        e = _error_colors(err, max(float(np.percentile(err[good], 99)) if good.any() else 1.0, 1e-6))
         e[~good] = 40
         panels.append(_label(e, "|error|"))
     return np.concatenate(panels, axis=1)
@@ -306,46 +279,47 @@ def plot_per_frame(per_frame: list[dict], path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------ everything
-def write_report(result, src, records: list[dict], opt, sequence: Iterable[tuple[int, np.ndarray, np.ndarray]],
-                 log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Write every file of ``result.out_dir``; returns the file map (also stored in the report).
-
-    ``records`` is the run's log (training curves); ``sequence`` yields (frame, gt, render) for the video."""
-    out = result.out_dir
+def write_report(out: Path, report: dict[str, Any], per_frame: list[dict[str, Any]], records: list[dict],
+                 panels: Optional[Iterable[FramePanels]] = None, sequence: Optional[Iterable[SequenceFrame]] = None,
+                 plots: bool = True, video_fps: float = 10.0, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Write every file of the report folder ``out`` from data: the report (metrics.json's content), the
+    per-frame rows, the run's log records (training curves), the evaluated frames' pictures (None: no
+    images) and the sequence (None: no video). Returns the file map (also stored in ``report["files"]``)."""
     files: dict[str, Any] = {}
-    frames = result.report["protocol"]["frames"]
-    depth_ref = result.report["depth"].get("available")
-    if opt.images:
-        for i in frames:
-            gt, mask, rgb = src.image(i), src.mask(i), result.renders[i]
-            io.write_png(out / "renders" / f"{i:06d}.png", rgb)
-            io.write_png(out / "compare" / f"{i:06d}.png", compare_image(gt, rgb, mask))
-            ref = src.gt_depth(i) if depth_ref else src.input_depth(i)
-            label = "GT depth" if depth_ref else "input depth (not GT)"
-            io.write_png(out / "depth" / f"{i:06d}.png", depth_image(ref, result.depths[i], mask, label))
+    if panels is not None:
+        for p in panels:
+            io.write_png(out / "renders" / f"{p.index:06d}.png", p.render)
+            io.write_png(out / "compare" / f"{p.index:06d}.png", compare_image(p.gt, p.render, p.mask))
+            io.write_png(out / "depth" / f"{p.index:06d}.png", depth_image(p.ref_depth, p.depth, p.mask, p.ref_label))
         files.update(renders="renders/", compare="compare/", depth="depth/")
-    if opt.video:
+    if sequence is not None:
         log("rendering the sequence video")
 
         def frames_iter():
-            for i, gt, rgb in sequence:
-                r = io.to_uint8(rgb).copy()
-                if i in result.renders and len(r) > 8:
+            for f in sequence:
+                r = io.to_uint8(f.render).copy()
+                if f.evaluated and len(r) > 8:
                     r[:2], r[-2:], r[:, :2], r[:, -2:] = (255, 0, 0), (255, 0, 0), (255, 0, 0), (255, 0, 0)
-                yield np.concatenate([io.to_uint8(gt), r], axis=1)
+                yield np.concatenate([io.to_uint8(f.gt), r], axis=1)
 
-        io.write_mp4(out / "sequence.mp4", frames_iter(), fps=opt.video_fps)
+        io.write_mp4(out / "sequence.mp4", frames_iter(), fps=video_fps)
         files["video"] = "sequence.mp4"
-    if opt.plots:
+    if plots:
         if plot_training_curves(records, out / "training_curves.png"):
             files["training_curves"] = "training_curves.png"
-        plot_per_frame(result.per_frame, out / "per_frame_psnr.png")
+        plot_per_frame(per_frame, out / "per_frame_psnr.png")
         files["per_frame_plot"] = "per_frame_psnr.png"
-    io.write_csv(out / "per_frame.csv", result.per_frame, CSV_COLUMNS)
+    io.write_csv(out / "per_frame.csv", per_frame, CSV_COLUMNS)
     files["per_frame"] = "per_frame.csv"
     files["markdown"] = REPORT_FILE
     files["metrics"] = METRICS_FILE
-    result.report["files"] = files
-    io.write_text(out / REPORT_FILE, markdown_report(result.report, files))
-    io.write_json(out / METRICS_FILE, result.report)  # last: its presence marks a complete evaluation
+    report["files"] = files
+    io.write_text(out / REPORT_FILE, markdown_report(report, files))
+    io.write_json(out / METRICS_FILE, report)  # last: its presence marks a complete evaluation
     return files
+
+
+def markdown_from_metrics(path: Path) -> str:
+    """report.md rebuilt from a saved metrics.json (the markdown depends on nothing else)."""
+    report = json.loads(Path(path).read_text())
+    return markdown_report(report, report.get("files", {}))

@@ -23,18 +23,24 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence, get_args
 
 import numpy as np
 import torch
+import tyro
+from typing_extensions import Annotated
 
 from endogs.camera import Camera
 from endogs.errors import ConfigError, DataError
-from endogs.eval.io import atomic_write, write_bytes, write_json
+from endogs.eval.io import write_json
 from endogs.export import geometry as G
-from endogs.export.media import Mp4Writer, auto_depth_scale, colorize_depth, depth_to_png16, encode_png
+from endogs.export.media import auto_depth_scale, depth_to_png16
 from endogs.export.ply import export_splats_format, finite_rows, gaussian_ply_bytes, snapshot_to_raw
-from endogs.run import RunFolder
+from endogs.run import DeviceName, RunFolder
+from endogs.utils.fs import atomic_write, write_bytes
+from endogs.utils.image import colorize_depth, downscaled_size, encode_png, resample
+from endogs.utils.mp4 import Mp4Writer
+from endogs.utils.progress import Progress
 
 WHAT = ("ply", "points", "mesh", "depth", "video")
 INDEX_FILE = "index.json"
@@ -42,31 +48,61 @@ INDEX_FORMAT_VERSION = 1
 NEEDS_CAMERAS = ("points", "mesh", "depth", "video")
 
 
+PlyFormat = Literal["inria", "compressed", "splat"]
+MeshFormat = Literal["ply", "obj"]
+
+
 @dataclass
 class ExportOptions:
-    """What to export and how (the CLI flags of ``endogs export``; see :func:`endogs.export.cli.export`)."""
+    """What to export and how; ``endogs export`` offers every field as a flag."""
 
-    what: tuple[str, ...] = ("ply",)
+    what: Annotated[tuple[str, ...], tyro.conf.arg(metavar="{ply,points,mesh,depth,video,all} [...]")] = ("ply",)
+    """One or more of ply (3DGS PLY of the deformed Gaussians, for splat viewers), points (coloured tissue
+    point clouds from rendered depth), mesh (TSDF-fused surface meshes), depth (16-bit PNG + float32 .npy
+    depth maps), video (mp4s from the data camera and a small orbit, RGB | depth), or all; space- or
+    comma-separated."""
     times: Optional[tuple[float, ...]] = None
+    """Normalised times in [0, 1] (frame i of N is at i/(N-1)); default: every frame's time."""
     stride: int = 1
+    """Without --times, export every stride-th frame."""
     out: Optional[Path] = None
+    """The output folder; default RUN/export."""
     data: Optional[Path] = None
-    device: str = "auto"
+    """The scene folder, when it moved since training."""
+    device: DeviceName = "auto"
+    """Where to render; auto = CUDA when present."""
     downscale: Optional[float] = None
+    """Image downscale of rendered views; default: the run's training resolution."""
     alpha_min: float = 0.5
+    """Pixels with accumulated opacity below this have no depth (points, mesh, depth)."""
     mask_tools: bool = True
-    ply_format: str = "inria"
-    mesh_format: str = "ply"
+    """Points: drop pixels outside the frame's tissue mask (tools)."""
+    ply_format: PlyFormat = "inria"
+    """inria (standard 3DGS PLY), compressed (SuperSplat) or splat (antimatter15), via gsplat."""
+    mesh_format: MeshFormat = "ply"
+    """Mesh file format."""
     mesh_resolution: int = 256
+    """TSDF voxels along the scene extent (voxel = extent / resolution, but not finer than one pixel's
+    footprint at the tissue distance)."""
     voxel_size: Optional[float] = None
+    """TSDF voxel edge in scene units (overrides --mesh-resolution)."""
     data_views: int = 8
+    """Mesh: at most this many distinct data cameras fused per time."""
     virtual_views: int = 4
+    """Mesh: extra views on a small circle around the frame's camera."""
     view_radius: float = 0.05
+    """Mesh: radius of that circle as a fraction of the tissue distance."""
     min_component: float = 0.02
+    """Mesh: drop connected pieces with fewer triangles than this fraction of the largest piece's."""
     depth_scale: Optional[float] = None
+    """Depth: 16-bit PNG value = depth x scale; default: the largest power of two that keeps twice the
+    scene's deepest depth within 65535."""
     fps: float = 10.0
+    """Video frame rate."""
     orbit_radius: float = 0.1
+    """Video: radius of the orbit as a fraction of the tissue distance."""
     progress: bool = True
+    """Show progress (a bar on a terminal, otherwise a line every ~10 %)."""
 
     def __post_init__(self) -> None:
         self.what = parse_what(self.what)
@@ -78,10 +114,10 @@ class ExportOptions:
             raise ConfigError(f"--downscale must be >= 1, got {self.downscale}")
         if not 0.0 < self.alpha_min <= 1.0:
             raise ConfigError(f"--alpha-min must be in (0, 1], got {self.alpha_min}")
-        if self.ply_format not in ("inria", "compressed", "splat"):
-            raise ConfigError(f"--ply-format must be inria, compressed or splat, got {self.ply_format!r}")
-        if self.mesh_format not in ("ply", "obj"):
-            raise ConfigError(f"--mesh-format must be ply or obj, got {self.mesh_format!r}")
+        if self.ply_format not in get_args(PlyFormat):
+            raise ConfigError(f"--ply-format must be one of {', '.join(get_args(PlyFormat))}, got {self.ply_format!r}")
+        if self.mesh_format not in get_args(MeshFormat):
+            raise ConfigError(f"--mesh-format must be one of {', '.join(get_args(MeshFormat))}, got {self.mesh_format!r}")
         if not 8 <= self.mesh_resolution <= 4096:
             raise ConfigError(f"--mesh-resolution must be within 8..4096 voxels, got {self.mesh_resolution}")
         if self.voxel_size is not None and not (math.isfinite(self.voxel_size) and self.voxel_size > 0):
@@ -179,9 +215,7 @@ class Exporter:
 
     def _size(self) -> tuple[int, int]:
         cam = self.data.frames[0].camera
-        if self.downscale > 1:
-            return int(round(cam.width / self.downscale)), int(round(cam.height / self.downscale))
-        return cam.width, cam.height
+        return downscaled_size(cam.width, cam.height, self.downscale)
 
     def camera(self, i: int) -> Camera:
         cam = self.data.frames[i].camera
@@ -190,15 +224,8 @@ class Exporter:
 
     def tissue_mask(self, i: int) -> Optional[np.ndarray]:
         """The frame's evaluation mask (True = tissue) at export resolution, or None."""
-        import cv2
-
         m = self.data.frames[i].eval_mask
-        if m is None:
-            return None
-        w, h = self._size()
-        if m.shape != (h, w):
-            m = cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-        return m.astype(bool)
+        return None if m is None else resample(m.astype(bool), self._size(), "nearest")
 
     # ---------------------------------------------------------------------------------- rendering
     @torch.no_grad()
@@ -230,9 +257,11 @@ class Exporter:
         return self._scale
 
     def _bar(self, items, desc: str):
-        from tqdm import tqdm
-
-        return tqdm(items, desc=f"export {desc}", disable=not self.opt.progress, dynamic_ncols=True, leave=False)
+        items = list(items)
+        with Progress(len(items), f"export {desc}", enabled=self.opt.progress) as bar:
+            for x in items:
+                yield x
+                bar.update(1)
 
     @staticmethod
     def _name(prefix: str, k: int, t: float, ext: str) -> str:
@@ -384,7 +413,7 @@ class Exporter:
                 orbit = G.orbit_camera(cam, sc["distance"], radius, 2 * math.pi * k / max(n, 1))
                 for name, view in zip(("camera", "orbit"), self.render(t, [cam, orbit])):
                     frame = np.concatenate([(view.rgb * 255 + 0.5).astype(np.uint8),
-                                            colorize_depth(view.depth, view.valid, lo, hi)], axis=1)
+                                            colorize_depth(view.depth, lo, hi, view.valid)], axis=1)
                     writers[name].write(frame)
             for w in writers.values():
                 w.close()

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from endogs.utils.geometry import quat_to_rotmat
+
 #: Smallest alpha a Gaussian may contribute (gsplat's ``ALPHA_THRESHOLD``).
 ALPHA_THRESHOLD = 1.0 / 255.0
 #: Largest alpha of one Gaussian at one pixel.
@@ -49,26 +51,6 @@ class Projection:
     radii: Tensor  # [C, N, 2] int32
 
 
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """Rotation matrices of (not necessarily unit) wxyz quaternions.
-
-    Args:
-        quats: [..., 4] quaternions (w, x, y, z).
-
-    Returns:
-        [..., 3, 3] rotation matrices.
-    """
-    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [..., 4]
-    w, x, y, z = q.unbind(-1)
-    xx, yy, zz = x * x, y * y, z * z
-    xy, xz, yz = x * y, x * z, y * z
-    wx, wy, wz = w * x, w * y, w * z
-    rows = [
-        1 - 2 * (yy + zz), 2 * (xy - wz), 2 * (xz + wy),
-        2 * (xy + wz), 1 - 2 * (xx + zz), 2 * (yz - wx),
-        2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy),
-    ]  # fmt: skip
-    return torch.stack(rows, dim=-1).reshape(q.shape[:-1] + (3, 3))  # [..., 3, 3]
 
 
 def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
@@ -123,7 +105,7 @@ def project_gaussians(
     t = viewmats[:, :3, 3:]  # [C, 3, 1]
     x, y, z = (Rc @ means.t() + t).unbind(1)  # [C, N] each: camera-space position
     # Camera-space axes of each Gaussian: W = Rc R, so that Sigma_c = W diag(s^2) W^T.
-    R = _rotmat_rows(quats)  # [3(i), 3(k), N]
+    R = quat_to_rotmat(quats, gaussian_axis_last=True)  # [3(i), 3(k), N]
     Wc = (Rc @ R.reshape(3, 3 * N)).view(C, 3, 3, N)  # [C, 3(i), 3(k), N]
     w0, w1, w2 = Wc.unbind(1)  # [C, 3(k), N] each: rows of W
     in_depth = (z >= near) & (z <= far)  # [C, N]
@@ -178,19 +160,6 @@ def project_gaussians(
     return Projection(means2d=means2d, conics=conics, depths=depths, radii=radii)
 
 
-def _rotmat_rows(quats: Tensor) -> Tensor:
-    """Rotation matrices of wxyz quaternions [N, 4], laid out [3 (row), 3 (column), N]."""
-    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [N, 4]
-    w, x, y, z = q.t()  # [N] each
-    xx, yy, zz = x * x, y * y, z * z
-    xy, xz, yz = x * y, x * z, y * z
-    wx, wy, wz = w * x, w * y, w * z
-    rows = [
-        1 - 2 * (yy + zz), 2 * (xy - wz), 2 * (xz + wy),
-        2 * (xy + wz), 1 - 2 * (xx + zz), 2 * (yz - wx),
-        2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy),
-    ]  # fmt: skip
-    return torch.stack(rows, dim=0).view(3, 3, -1)  # [3, 3, N]
 
 
 def max_extend(opacity: float) -> float:

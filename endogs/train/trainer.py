@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import cv2
 import numpy as np
 import torch
 
@@ -25,6 +24,8 @@ from endogs.model.scene import DynamicScene, SceneOptimizers
 from endogs.render import render
 from endogs.run import RunFolder, load_data, pick_device
 from endogs.train.config import TrainConfig
+from endogs.utils.image import downscaled_size, resample
+from endogs.utils.progress import Progress
 from endogs.train.losses import inverse_depth_l1, masked_dssim, masked_l1, pearson_depth, psnr
 from endogs.train.strategy import CappedStrategy
 
@@ -47,11 +48,11 @@ def frame_tensors(scene: Scene, indices: list[int], device: torch.device, downsc
         img, depth, mask = f.image, f.depth, f.mask
         cam = f.camera
         if downscale > 1:
-            w, h = int(round(cam.width / downscale)), int(round(cam.height / downscale))
-            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-            depth = None if depth is None else cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
-            mask = None if mask is None else cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-            cam = cam.resized(w, h)
+            size = downscaled_size(cam.width, cam.height, downscale)
+            img = resample(img, size, "area")
+            depth = None if depth is None else resample(depth, size, "nearest")
+            mask = None if mask is None else resample(mask.astype(bool), size, "nearest")
+            cam = cam.resized(*size)
         weight = np.ones(img.shape[:2], np.float32) if (mask is None or not use_masks) else mask.astype(np.float32)
         out.append(
             TrainFrame(
@@ -230,23 +231,21 @@ class Trainer:
         return terms
 
     def train(self, progress: bool = True, on_step: Optional[Callable[["Trainer", dict], None]] = None, stop_at: Optional[int] = None) -> None:
-        """Run to ``cfg.iterations`` (or ``stop_at``), logging and checkpointing on the way."""
-        from tqdm import tqdm
-
+        """Run to ``cfg.iterations`` (or ``stop_at``), logging and checkpointing on the way; ``progress``:
+        a bar on a terminal, else a line every ~10 % (loss, PSNR, #Gaussians, ETA)."""
         cfg = self.cfg
         end = cfg.iterations if stop_at is None else min(stop_at, cfg.iterations)
-        bar = tqdm(total=cfg.iterations, initial=self.step, disable=None if progress else True, mininterval=0.5, dynamic_ncols=True, desc="train")  # no bar when not a terminal
+        bar = Progress(cfg.iterations, "train", enabled=progress, initial=self.step)
         t_start = time.perf_counter()
         elapsed0 = self.elapsed
         while self.step < end and not self.stop_requested:
             terms = self.train_step()
             self.elapsed = elapsed0 + time.perf_counter() - t_start
-            bar.update(1)
+            bar.update(1, loss=terms["loss"], psnr=terms["psnr"], gs=self.scene.num_gaussians)
             if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
                 rec = {"step": self.step, **{k: round(v, 6) for k, v in terms.items()}, "num_gaussians": self.scene.num_gaussians,
                        "stage": "fine" if self.step > cfg.coarse_iterations else "coarse", "elapsed_s": round(self.elapsed, 3)}
                 self._log(rec)
-                bar.set_postfix(loss=f"{terms['loss']:.4f}", psnr=f"{terms['psnr']:.2f}", gs=self.scene.num_gaussians)
             if on_step is not None:
                 on_step(self, terms)
             if self.step % cfg.checkpoint_every == 0 and self.step < cfg.iterations:

@@ -76,7 +76,8 @@ def reconstruct(
     """
     from endogs.config_io import merge
     from endogs.errors import ConfigError
-    from endogs.eval.evaluate import EvalOptions, evaluate_run
+    from endogs.eval.evaluate import EvalOptions
+    from endogs.eval.pipeline import evaluate_run
     from endogs.run import REPORT_FILE, RunFolder
     from endogs.train.config import load_preset
     from endogs.train.trainer import Trainer  # this command trains

@@ -346,10 +346,13 @@ def _pose_graph(odo: Odometry, rgbds, images, masked, K, c2w, steps, infos, ever
 
 # ------------------------------------------------------------------------------------------- pose files
 def _quat_to_R(q: np.ndarray) -> np.ndarray:
-    x, y, z, w = q / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    """Rotation of a pose file's (x, y, z, w) quaternion."""
+    import torch
+
+    from endogs.utils.geometry import quat_to_rotmat
+
+    x, y, z, w = np.asarray(q, np.float64)
+    return quat_to_rotmat(torch.tensor([w, x, y, z], dtype=torch.float64)).numpy()
 
 
 def _rows_to_poses(rows: np.ndarray, path: Path) -> tuple[Optional[np.ndarray], np.ndarray]:

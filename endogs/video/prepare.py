@@ -13,6 +13,7 @@ import numpy as np
 
 from endogs.config_io import to_dict
 from endogs.errors import ConfigError, DataError
+from endogs.utils.progress import Progress
 from endogs.video.config import PrepareOptions
 from endogs.video.mono import NO_MODEL_HELP, NOMINAL_MEDIAN_DEPTH, load_depth_model, relative_depth
 from endogs.video.masks import MaskSource, auto_tool_mask, check_polarity
@@ -144,7 +145,8 @@ def prepare_scene(input: Path, out: Path, opts: Optional[PrepareOptions] = None,
     valid_frac, med_depth, labels = [], [], []
     hl_frac = []
     t1 = time.perf_counter()
-    for k, (idx, left, right) in enumerate(inp.pairs(indices)):
+    bar = Progress(len(indices), "prepare: depth", write=log)  # a line every ~10 % of the frames
+    for idx, left, right in inp.pairs(indices):
         left = _resize(left, size)
         L = rect.left(left)
         if inp.stereo:
@@ -177,8 +179,7 @@ def prepare_scene(input: Path, out: Path, opts: Optional[PrepareOptions] = None,
         med_depth.append(float(np.median(depth[valid])))
         hl_frac.append(float(hl.mean()))
         labels.append(idx)
-        if (k + 1) % 10 == 0 or k + 1 == len(indices):
-            log(f"prepare: depth {k + 1}/{len(indices)} (valid {100 * vf:.0f}%, median {med_depth[-1]:.1f} {depth_unit})")
+        bar.update(1, valid=f"{100 * vf:.0f}%", median=f"{med_depth[-1]:.1f} {depth_unit}")
     if not images:
         raise DataError(f"the input ended before frame {indices[0]}; it has fewer frames than it states", inp.left.path)
     if len(images) < len(indices):

@@ -21,6 +21,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from endogs.utils.image import colorize_depth
+
 
 def depth_png_scale(depth_max_mm: float) -> float:
     """256 (1/256 mm steps) when depths up to ``depth_max_mm`` fit in uint16, else the largest integer that does."""
@@ -65,13 +67,6 @@ def _imwrite(path: Path, arr: np.ndarray) -> None:
 
 
 # ------------------------------------------------------------------------------------------- preview
-def _depth_colour(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    t = np.clip((depth - lo) / max(hi - lo, 1e-6), 0, 1)
-    c = cv2.applyColorMap((255 * (1 - t)).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
-    c[depth <= 0] = 0
-    return c
-
-
 def _label(img: np.ndarray, text: str) -> np.ndarray:
     img = img.copy()
     cv2.putText(img, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
@@ -121,7 +116,7 @@ def make_preview(images: list[np.ndarray], depths: list[np.ndarray], tool_masks:
         ov = img.copy()
         m = tool_masks[i]
         ov[m] = (0.5 * ov[m] + np.array([0, 0, 127])).astype(np.uint8)
-        tiles = [_label(img, f"frame {i} (input {labels[i]})"), _label(_depth_colour(depths[i], lo, hi),
+        tiles = [_label(img, f"frame {i} (input {labels[i]})"), _label(colorize_depth(depths[i], lo, hi),
                  f"depth {lo:.0f}-{hi:.0f} {depth_unit}, valid {100 * (depths[i] > 0).mean():.0f}%"),
                  _label(ov, f"tool mask {100 * m.mean():.1f}%")]
         rows.append(np.concatenate([cv2.resize(t, (tile_width, th), interpolation=cv2.INTER_AREA) for t in tiles], 1))
