@@ -112,11 +112,13 @@ class DeformConfig:
         return tuple(name for name, on in flags if on)
 
     def common(self) -> dict[str, Any]:
-        """The options every field shares (what a change of kind keeps)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(DeformConfig) if f.name != "kind"}
+        """The shared options set away from their defaults (what a change of kind keeps)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(DeformConfig)
+                if f.name != "kind" and getattr(self, f.name) != f.default}
 
     def with_kind(self, kind: str) -> "DeformConfig":
-        """This config as field ``kind``: the shared options kept, the field's own at their defaults."""
+        """This config as field ``kind``: shared options set away from their defaults kept, the rest
+        at the new field's defaults."""
         if kind == self.kind:
             return self
         return field_type(kind)(**self.common())
