@@ -84,7 +84,7 @@ class DeformConfig:
     its extent."""
 
     def __post_init__(self) -> None:
-        if type(self).__dataclass_fields__["kind"].default not in FIELDS or FIELDS[self.kind] is not type(self):
+        if FIELDS.get(self.kind) is not type(self):
             raise ConfigError(f"deform: {type(self).__name__} is not a registered field (kind {self.kind!r}); decorate it with @register_field")
         if self.kind != "none" and not self.attributes:
             raise ConfigError("deform: no attribute is deformed; enable one of position/rotation/scale/opacity/color or use kind none")
