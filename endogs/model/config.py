@@ -84,6 +84,9 @@ class DeformConfig:
     its extent."""
 
     def __post_init__(self) -> None:
+        own = type(self).__dataclass_fields__["kind"].default
+        if self.kind != own:
+            raise ConfigError(f"deform: {type(self).__name__} is kind {own!r}, not {self.kind!r}")
         if FIELDS.get(self.kind) is not type(self):
             raise ConfigError(f"deform: {type(self).__name__} is not a registered field (kind {self.kind!r}); decorate it with @register_field")
         if self.kind != "none" and not self.attributes:
