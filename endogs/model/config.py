@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional
 
+from endogs.config_io import from_dict, to_dict
 from endogs.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -128,15 +129,11 @@ class DeformConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists for tuples), e.g. for a checkpoint or YAML."""
-        from endogs.config_io import to_dict
-
         return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "deform") -> "DeformConfig":
         """Inverse of :meth:`to_dict`; unknown keys are errors."""
-        from endogs.config_io import from_dict
-
         return from_dict(cls, data, where)
 
     # hooks of endogs.config_io (strict YAML loading and merging)
