@@ -99,7 +99,7 @@ def test_every_field_learns_the_motion_at_the_default_rates(tiny, tmp_path):
     p_static, _ = held_out_metrics(static.scene, static.data)
     for kind in ("hexplane", "mlp"):
         tr = train(tiny, tmp_path, kind, iterations=200, deform={"kind": kind})
-        assert tr.cfg.lr == TrainConfig().lr
+        assert tr.cfg.lr == TrainConfig().lr and tr.cfg.deform == type(tr.cfg.deform)()  # the field's own rates too
         p, _ = held_out_metrics(tr.scene, tr.data)
         assert p > p_static + 1.0, (kind, p, p_static)
 
