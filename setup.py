@@ -13,8 +13,9 @@ setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["endogs", "endogs.*", "viewer", "viewer.*", "scripts", "scripts.*"]),
-    include_package_data=True,
+    # only the endogs namespace; the repository's viewer/, scripts/ and configs/benchmark/ stay in the checkout
+    packages=find_packages(include=["endogs", "endogs.*"]),
+    package_data={"endogs.configs": ["*.yaml"]},
     install_requires=[
         # torch stays a range so GPU users keep their CUDA build; the Makefile installs the CPU
         # build (requirements-cpu.txt) first on machines without an NVIDIA GPU.

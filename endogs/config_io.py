@@ -1,4 +1,13 @@
-"""Dataclass configs to and from plain dicts / YAML, strictly (unknown keys are errors)."""
+"""Dataclass configs to and from plain dicts / YAML, strictly (unknown keys are errors).
+
+A config class may define three hooks:
+
+- ``migrate_dict(data, where) -> dict`` (classmethod): rewrite an older layout before loading;
+- ``resolve_type(data, where) -> type`` (classmethod): the class to load ``data`` as (a union
+  of configs told apart by a key, e.g. the deformation fields by ``kind``);
+- ``merge_base(override) -> dict`` (method): what :func:`merge` applies ``override`` to (e.g. a
+  new ``kind`` starts from that kind's defaults).
+"""
 
 from __future__ import annotations
 
@@ -88,6 +97,10 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
 
 def from_dict(cls: type, data: Mapping[str, Any], where: str = "config") -> Any:
     """Build dataclass ``cls`` from ``data``; missing keys keep their defaults, unknown keys fail."""
+    if hasattr(cls, "migrate_dict"):
+        data = cls.migrate_dict(data, where)
+    if hasattr(cls, "resolve_type"):
+        cls = cls.resolve_type(data, where)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
@@ -104,15 +117,20 @@ def merge(cfg: Any, overrides: Mapping[str, Any], where: str = "config") -> Any:
     """``cfg`` with nested ``overrides`` applied (strict keys)."""
     base = to_dict(cfg)
 
-    def deep(a: dict, b: Mapping, path: str) -> dict:
+    def deep(a: dict, b: Mapping, path: str, obj: Any) -> dict:
+        if hasattr(type(obj), "migrate_dict"):
+            b = type(obj).migrate_dict(b, path)
+        if hasattr(obj, "merge_base"):
+            a = obj.merge_base(b)
         out = dict(a)
         for k, v in b.items():
             if k not in a:
                 raise ConfigError(f"{path}: unknown key {k}; valid: {', '.join(sorted(a))}")
-            out[k] = deep(a[k], v, f"{path}.{k}") if isinstance(a[k], dict) and isinstance(v, Mapping) and a[k] else v
+            sub = getattr(obj, k, None) if not isinstance(obj, Mapping) else None
+            out[k] = deep(a[k], v, f"{path}.{k}", sub) if isinstance(a[k], dict) and isinstance(v, Mapping) and a[k] else v
         return out
 
-    return from_dict(type(cfg), deep(base, overrides, where), where)
+    return from_dict(type(cfg), deep(base, overrides, where, cfg), where)
 
 
 def dump_yaml(cfg: Any) -> str:
@@ -121,13 +139,20 @@ def dump_yaml(cfg: Any) -> str:
 
 def load_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, where: str) -> dict[str, Any]:
+    """A YAML mapping from ``text`` (``where`` names it in errors)."""
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({type(exc).__name__})") from None
+        raise ConfigError(f"{where}: invalid YAML ({type(exc).__name__})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{where}: expected a mapping at the top level")
     return data

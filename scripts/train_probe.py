@@ -3,7 +3,7 @@
 Used for the learning-rate and deformation-field comparisons in docs/BENCHMARKS.md (Training)::
 
     .venv/bin/python scripts/train_probe.py SCENE RUN_DIR --preset demo \
-        --overrides '{"deform": {"kind": "basis"}, "lr": {"basis": 0.0003}}'
+        --overrides '{"deform": {"kind": "basis", "coef_lr": 0.0003}}'
 
 Test frames are only rendered for the report; they never reach the optimizer. Prints one tuple per
 quarter, (step, test PSNR, Gaussians, seconds since start), then a JSON summary line.

@@ -26,7 +26,7 @@ COMMANDS = {"batch": batch}
 TINY_PRESET = {
     "iterations": 30, "coarse_iterations": 5, "log_every": 5, "checkpoint_every": 10, "sh_degree": 0,
     "strategy": {"enabled": False}, "init": {"max_points": 300, "num_frames": 4, "remove_outliers": False},
-    "deform": {"hexplane": {"spatial_resolutions": [8], "feature_dim": 8, "hidden_dim": 16}},
+    "deform": {"spatial_resolutions": [8], "feature_dim": 8, "hidden_dim": 16},
 }
 EVAL = {"images": False, "video": False, "fps_min_time": 0.0, "fps_warmup": 0}
 QUALITY = ("psnr", "psnr_legacy", "ssim", "ssim_masked")

@@ -23,7 +23,7 @@ COMMANDS = {"eval": eval_run, "benchmark": benchmark}
 TINY = {
     "iterations": 4, "coarse_iterations": 2, "device": "cpu", "log_every": 1, "strategy": {"enabled": False},
     "init": {"max_points": 400, "num_frames": 4, "remove_outliers": False},
-    "deform": {"hexplane": {"spatial_resolutions": [8], "feature_dim": 8, "hidden_dim": 16}},
+    "deform": {"spatial_resolutions": [8], "feature_dim": 8, "hidden_dim": 16},
 }
 FAST = ["--fps-min-time", "0.05"]
 

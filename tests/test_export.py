@@ -18,7 +18,7 @@ COMMANDS = {"export": export}
 TINY = {
     "iterations": 6, "coarse_iterations": 2, "device": "cpu", "log_every": 1, "sh_degree": 1, "sh_degree_interval": 1,
     "strategy": {"enabled": False}, "init": {"max_points": 300, "num_frames": 3, "remove_outliers": False},
-    "deform": {"kind": "basis", "basis": {"num_rbf": 4}},
+    "deform": {"kind": "basis", "num_rbf": 4},
 }
 
 

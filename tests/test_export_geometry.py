@@ -22,7 +22,7 @@ STRIDE = 2  # Gaussians on every 2nd pixel ray of frame 0
 def gt_dynamic_scene(syn, stride: int = STRIDE, margin: float = 0.1, opacity: float = 0.95, size: float = 0.6):
     """A DynamicScene whose Gaussians lie on the exact tissue surface at each frame time."""
     from endogs.init.gaussians import SH_C0
-    from endogs.model.config import BasisConfig, DeformConfig
+    from endogs.model.config import BasisConfig
     from endogs.model.gaussians import GaussianModel
     from endogs.model.scene import DynamicScene
 
@@ -41,8 +41,7 @@ def gt_dynamic_scene(syn, stride: int = STRIDE, margin: float = 0.1, opacity: fl
         "sh0": torch.tensor((syn.albedo[0][v, u] - 0.5) / SH_C0, dtype=torch.float32)[:, None, :],
         "shN": torch.zeros(n, 0, 3),
     })
-    dc = DeformConfig(kind="basis", position=True, rotation=False, scale=False, color=False,
-                      basis=BasisConfig(num_rbf=T))
+    dc = BasisConfig(position=True, rotation=False, scale=False, color=False, num_rbf=T)
     flat = P.reshape(-1, 3)
     scene = DynamicScene.build(g, dc, n_frames=T, aabb=np.stack([flat.min(0), flat.max(0)]))
     field = scene.deform

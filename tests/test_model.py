@@ -16,6 +16,7 @@ from endogs.init import PointCloud
 from endogs.model import (
     DeformConfig,
     DynamicScene,
+    field_type,
     GaussianModel,
     HexPlaneConfig,
     LearningRates,
@@ -26,7 +27,7 @@ from endogs.model import (
 KINDS = ["hexplane", "mlp", "basis", "none"]
 DEFORMING = ["hexplane", "mlp", "basis"]
 ATTRS = ("means", "quats", "scales", "opacities", "colors")
-FAST_LR = LearningRates(network=1e-3, grid=1e-2, basis=1e-2)
+FAST_LR = LearningRates()  # the Gaussians' rates; the fields' fast test rates are in small_cfg
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -39,14 +40,17 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+SMALL = {
+    "hexplane": dict(spatial_resolutions=(8, 16), feature_dim=16, hidden_dim=32, grid_lr=1e-2, network_lr=1e-3),
+    "mlp": dict(width=64, depth=3, skips=(1,), pos_freqs=4, time_freqs=4, network_lr=1e-3),
+    "basis": dict(coef_lr=1e-2),
+    "none": {},
+}
+
+
 def small_cfg(kind: str, **kw) -> DeformConfig:
     """CPU-sized fields (the defaults are sized for a GPU)."""
-    return DeformConfig(
-        kind=kind,
-        hexplane=HexPlaneConfig(spatial_resolutions=(8, 16), feature_dim=16, hidden_dim=32),
-        mlp=MLPConfig(width=64, depth=3, skips=(1,), pos_freqs=4, time_freqs=4),
-        **kw,
-    )
+    return field_type(kind)(**{**SMALL[kind], **kw})
 
 
 def make_scene(kind: str, n: int = 200, sh_degree: int = 3, seed: int = 0, **kw) -> DynamicScene:
@@ -120,7 +124,7 @@ def test_deformation_flags_choose_attributes():
     assert d.d_quats is None and d.d_scales is None and d.d_color is None
     assert sorted(k for k in scene.params.keys() if k.startswith("deform_")) == ["deform_means", "deform_opacities"]
     with pytest.raises(ConfigError):
-        DeformConfig(position=False, rotation=False, scale=False, color=False)
+        HexPlaneConfig(position=False, rotation=False, scale=False, color=False)
 
 
 @pytest.mark.parametrize("max_degree", [0, 1, 2, 3])
@@ -256,19 +260,19 @@ def test_each_field_can_fit_motion(kind):
 
 def test_optimizers_follow_gsplat_contract():
     scene = make_scene("basis", n=10)
-    opts = scene.make_optimizers(LearningRates(), scene_scale=2.0)
+    opts = scene.make_optimizers(LearningRates(), scene_scale=2.0)  # coef_lr=1e-2 (small_cfg)
     assert set(opts.gaussians) == set(scene.params.keys())
     for name, opt in opts.gaussians.items():
         assert len(opt.param_groups) == 1 and opt.param_groups[0]["name"] == name
     assert opts.gaussians["means"].param_groups[0]["lr"] == pytest.approx(1.6e-4 * 2.0)
-    assert opts.gaussians["deform_means"].param_groups[0]["lr"] == pytest.approx(LearningRates().basis)
+    assert opts.gaussians["deform_means"].param_groups[0]["lr"] == pytest.approx(1e-2)
     assert opts.deform is None
     hex_opts = make_scene("hexplane", n=10).make_optimizers()
     assert [g["name"] for g in hex_opts.deform.param_groups] == ["deform_grid", "deform_network"]
-    # the pure MLP field has its own rate (lr.mlp), not the HexPlane decoder's (lr.network)
-    lrs = LearningRates(network=1e-5, mlp=7e-4)
-    mlp_scene = make_scene("mlp", n=10)
-    mlp_opts = mlp_scene.make_optimizers(lrs)
+    assert [g["lr"] for g in hex_opts.deform.param_groups] == [pytest.approx(1e-2), pytest.approx(1e-3)]
+    # each field's rates are options of its own config
+    mlp_scene = make_scene("mlp", n=10, network_lr=7e-4)
+    mlp_opts = mlp_scene.make_optimizers(LearningRates())
     assert [(g["name"], g["lr"]) for g in mlp_opts.deform.param_groups] == [("deform_network", pytest.approx(7e-4))]
     assert sum(p.numel() for g in mlp_opts.deform.param_groups for p in g["params"]) == sum(
         p.numel() for p in mlp_scene.deform.parameters())

@@ -1,4 +1,4 @@
-"""Every preset in configs/ loads strictly and resolves for both devices."""
+"""Every bundled preset (endogs/configs/, package data) loads strictly and resolves for both devices."""
 
 import pytest
 
@@ -33,3 +33,12 @@ def test_unknown_preset_key(tmp_path):
     p.write_text("iterations: ten\n")
     with pytest.raises(ConfigError, match="iterations"):
         load_preset(str(p))
+
+
+def test_presets_are_package_data():
+    from importlib.resources import files
+
+    bundled = {p.name[: -len(".yaml")] for p in files("endogs.configs").iterdir() if p.name.endswith(".yaml")}
+    assert set(list_presets()) == bundled and "demo" in bundled
+    with pytest.raises(ConfigError, match=r"^unknown preset 'nope'; available: default, demo, endonerf, fast, scared, stereomis$"):
+        load_preset("nope")

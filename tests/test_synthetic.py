@@ -13,7 +13,9 @@ import pytest
 import tifffile
 
 from endogs.camera import Camera
-from endogs.data import synthetic as syn
+from endogs.data.synthetic import config as syn_config
+from endogs.data.synthetic import surface as syn_surface
+from endogs.data.synthetic import writers as syn_writers
 from endogs.data.synthetic import (
     SceneExistsError,
     SyntheticConfig,
@@ -369,7 +371,7 @@ def test_write_refuses_to_overwrite_and_is_atomic(tmp_path, monkeypatch):
         write_synthetic_scene(tmp_path / "file", config=cfg, overwrite=True)
     # a failure half-way leaves neither a partial scene nor a temporary folder
     calls = {"n": 0}
-    real_imwrite = syn._imwrite
+    real_imwrite = syn_writers._imwrite
 
     def flaky(path, arr):
         calls["n"] += 1
@@ -377,7 +379,7 @@ def test_write_refuses_to_overwrite_and_is_atomic(tmp_path, monkeypatch):
             raise OSError("disk full")
         real_imwrite(path, arr)
 
-    monkeypatch.setattr(syn, "_imwrite", flaky)
+    monkeypatch.setattr(syn_writers, "_imwrite", flaky)
     with pytest.raises(OSError):
         write_synthetic_scene(tmp_path / "half", config=cfg)
     assert not (tmp_path / "half").exists()
@@ -411,11 +413,11 @@ def test_default_layout_configs(tmp_path):
 def test_slope_bound_holds_and_wide_views_are_rejected():
     for deformation in (0.0, 1.0, 2.0):
         cfg = SyntheticConfig(deformation=deformation, seed=3)
-        model = syn._SceneModel(cfg)
+        model = syn_surface._SceneModel(cfg)
         x, y = np.meshgrid(np.linspace(-90, 90, 361), np.linspace(-90, 90, 361))
         for t in np.linspace(0, 1, 9):
             _, hx, hy = model.height(x, y, float(t), grad=True)
-            assert np.hypot(hx, hy).max() <= syn._max_slope(deformation)
+            assert np.hypot(hx, hy).max() <= syn_config._max_slope(deformation)
     with pytest.raises(ValueError, match="too wide"):
         generate(SyntheticConfig(focal_factor=0.3, deformation=2.0, n_frames=2, width=32, height=32))
     # unusual but valid: a tall, wide view passes the sampled check

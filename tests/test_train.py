@@ -23,7 +23,7 @@ FAST = {
     "sh_degree": 0,
     "device": "cpu",
     "init": {"max_points": 600},
-    "strategy": {"refine_start": 20, "refine_every": 20, "refine_stop": 200, "max_gaussians": 1500},
+    "strategy": {"refine_start_iter": 20, "refine_every": 20, "refine_stop_iter": 200, "max_gaussians": 1500},
 }
 
 
@@ -99,13 +99,13 @@ def test_every_field_learns_the_motion_at_the_default_rates(tiny, tmp_path):
     p_static, _ = held_out_metrics(static.scene, static.data)
     for kind in ("hexplane", "mlp"):
         tr = train(tiny, tmp_path, kind, iterations=200, deform={"kind": kind})
-        assert tr.cfg.lr == TrainConfig().lr
+        assert tr.cfg.lr == TrainConfig().lr and tr.cfg.deform == type(tr.cfg.deform)()  # the field's own rates too
         p, _ = held_out_metrics(tr.scene, tr.data)
         assert p > p_static + 1.0, (kind, p, p_static)
 
 
 def test_resume_reaches_the_same_parameters(tiny, tmp_path):
-    over = dict(iterations=60, deform={"kind": "hexplane"}, strategy={"refine_start": 10, "refine_every": 10, "refine_stop": 60, "reset_every": 30, "max_gaussians": 1500})
+    over = dict(iterations=60, deform={"kind": "hexplane"}, strategy={"refine_start_iter": 10, "refine_every": 10, "refine_stop_iter": 60, "reset_every": 30, "max_gaussians": 1500})
     straight = Trainer.create(cfg(**over), tiny, tmp_path / "a")
     straight.train(progress=False)
     first = Trainer.create(cfg(**over), tiny, tmp_path / "b")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from endogs.model.config import DeformConfig
+from endogs.model.config import BasisConfig
 from endogs.model.deformation import ATTRIBUTE_DIMS, Deltas, NormalizedField, TimeLike, time_tensor
 from endogs.model.gaussians import DEFORM_PREFIX
 
@@ -27,9 +27,10 @@ class TemporalBasisField(NormalizedField):
     """``delta_attr(t) = sum_b coef[n, b, :] * phi_b(t)``; position offsets are in units of the AABB's
     largest half-extent. Coefficients start at zero (identity deformation)."""
 
-    def __init__(self, cfg: DeformConfig, aabb: Tensor, model: "GaussianModel"):
+    def __init__(self, cfg: BasisConfig, aabb: Tensor, model: "GaussianModel"):
         super().__init__(cfg, aabb)
-        bc = cfg.basis
+        bc = cfg
+        self.coef_lr = cfg.coef_lr
         centres = torch.linspace(0.0, 1.0, bc.num_rbf) if bc.num_rbf > 1 else torch.full((bc.num_rbf,), 0.5)
         spacing = 1.0 / (bc.num_rbf - 1) if bc.num_rbf > 1 else 1.0
         self.register_buffer("centres", centres)  # [R]
@@ -43,6 +44,9 @@ class TemporalBasisField(NormalizedField):
             if key in model.params and tuple(model.params[key].shape) == shape:
                 continue
             model.add_param(key, torch.zeros(shape, device=model.device))
+
+    def gaussian_lrs(self) -> dict[str, float]:
+        return {self.param_name(name): self.coef_lr for name in self.attributes}
 
     @staticmethod
     def param_name(attribute: str) -> str:

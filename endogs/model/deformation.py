@@ -1,4 +1,4 @@
-"""The deformation-field interface, shared helpers and the factory.
+"""The deformation-field interface, shared helpers and the factory (``DeformConfig.build``).
 
 A field maps the canonical Gaussians and a time ``t`` in [0, 1] to per-Gaussian offsets
 (:class:`Deltas`). Every field's output layer (or coefficient tensor) starts at zero, so at
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from endogs.model.config import DeformConfig, LearningRates
+from endogs.model.config import DeformConfig
 
 if TYPE_CHECKING:
     from endogs.model.gaussians import GaussianModel
@@ -95,16 +95,20 @@ class DeformationField(nn.Module):
     """
 
     attributes: tuple[str, ...] = ()
-    network_lr: str = "network"
-    """The ``LearningRates`` field that sets the rate of the field's network weights."""
+    network_lr: float = 0.0
+    """Adam rate of the field's own parameters in the default :meth:`param_groups` (set from the config)."""
 
     def forward(self, model: "GaussianModel", t: TimeLike) -> Deltas:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def param_groups(self, lrs: LearningRates) -> list[dict]:
+    def param_groups(self) -> list[dict]:
         """Adam param groups of the field's own (non-per-Gaussian) parameters, each named."""
         params = [p for p in self.parameters() if p.requires_grad]
-        return [{"params": params, "lr": getattr(lrs, self.network_lr), "name": "deform_network"}] if params else []
+        return [{"params": params, "lr": self.network_lr, "name": "deform_network"}] if params else []
+
+    def gaussian_lrs(self) -> dict[str, float]:
+        """Adam rates of the per-Gaussian tensors the field added to ``GaussianModel.params``."""
+        return {}
 
     def tv_loss(self) -> Tensor:
         """Spatial total variation of the field's feature grids (0 when it has none)."""
@@ -112,6 +116,10 @@ class DeformationField(nn.Module):
 
     def time_smoothness_loss(self) -> Tensor:
         """Smoothness of the field along time (0 when not applicable)."""
+        return self._zero()
+
+    def time_l1_loss(self) -> Tensor:
+        """Distance of the field from time independence (0 when not applicable)."""
         return self._zero()
 
     def _zero(self) -> Tensor:
@@ -134,6 +142,7 @@ class NormalizedField(DeformationField):
     def __init__(self, cfg: DeformConfig, aabb: Tensor):
         super().__init__()
         self.attributes = cfg.attributes
+        self.network_lr = float(getattr(cfg, "network_lr", 0.0))
         self.detach_canonical = cfg.detach_canonical
         aabb = expand_aabb(aabb, cfg.aabb_margin)
         self.register_buffer("aabb", aabb)  # [2, 3]
@@ -186,6 +195,7 @@ def make_deformation(
         cfg: the deformation options.
         model: the canonical Gaussians. For kind "basis" its ``params`` gain zero-initialised
             ``deform_<attribute>`` coefficient tensors (kept when already present with the right shape).
+            Any registered kind works: this calls ``cfg.build``.
         aabb: [2, 3] box that normalises positions (e.g. ``PointCloud.aabb``); default: the box of
             the model's means.
         n_frames: number of frames of the sequence (sets the default HexPlane time resolution).
@@ -193,23 +203,10 @@ def make_deformation(
     Returns:
         The field, on the model's device.
     """
-    from endogs.model.basis import TemporalBasisField
-    from endogs.model.hexplane import HexPlaneField
-    from endogs.model.mlp import MLPField
-
     if aabb is None:
         with torch.no_grad():
             m = model.params["means"]
             aabb = torch.stack([m.min(dim=0).values, m.max(dim=0).values]) if len(m) else torch.zeros(2, 3)
     aabb = torch.as_tensor(aabb, dtype=torch.float32).detach().cpu()
-    if cfg.kind == "none":
-        field: DeformationField = NoDeformation()
-    elif cfg.kind == "hexplane":
-        field = HexPlaneField(cfg, aabb, n_frames)
-    elif cfg.kind == "mlp":
-        field = MLPField(cfg, aabb)
-    elif cfg.kind == "basis":
-        field = TemporalBasisField(cfg, aabb, model)
-    else:  # pragma: no cover - DeformConfig validates
-        raise ValueError(f"unknown deformation kind {cfg.kind!r}")
+    field = cfg.build(model, aabb, n_frames)
     return field.to(model.device)

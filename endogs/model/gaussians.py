@@ -164,19 +164,20 @@ class GaussianModel(nn.Module):
         )
 
     # -------------------------------------------------------------------------------- optimizers
-    def learning_rate(self, name: str, lrs: LearningRates, scene_scale: float = 1.0) -> float:
+    def learning_rate(self, name: str, lrs: LearningRates, scene_scale: float = 1.0, extra: Optional[Mapping[str, float]] = None) -> float:
         """Initial learning rate of parameter ``name`` (``means`` scaled by ``scene_scale``;
-        ``deform_*`` entries use ``lrs.basis``)."""
+        entries a deformation field added take their rate from ``extra``)."""
         if name == "means":
             return lrs.means * scene_scale
         if name in CORE_PARAMS:
             return getattr(lrs, name)
-        if name.startswith(DEFORM_PREFIX):
-            return lrs.basis
+        if extra is not None and name in extra:
+            return extra[name]
         raise KeyError(f"no learning rate for per-Gaussian parameter {name!r}")
 
     def make_optimizers(
-        self, lrs: Optional[LearningRates] = None, scene_scale: float = 1.0, batch_size: int = 1
+        self, lrs: Optional[LearningRates] = None, scene_scale: float = 1.0, batch_size: int = 1,
+        extra: Optional[Mapping[str, float]] = None,
     ) -> dict[str, torch.optim.Adam]:
         """One Adam per parameter, each with a single named param group (gsplat's strategy contract).
 
@@ -184,6 +185,7 @@ class GaussianModel(nn.Module):
             lrs: learning rates (defaults: ``LearningRates()``).
             scene_scale: multiplies the means' learning rate (e.g. ``PointCloud.scale_hint``).
             batch_size: images per step; scales lr, eps and betas as gsplat's simple_trainer does.
+            extra: rates of the entries a deformation field added (``DeformationField.gaussian_lrs``).
 
         Returns:
             ``{name: Adam}`` for every trainable entry of ``params``.
@@ -194,7 +196,7 @@ class GaussianModel(nn.Module):
         for name, p in self.params.items():
             if not p.requires_grad:
                 continue
-            lr = self.learning_rate(name, lrs, scene_scale) * math.sqrt(bs)
+            lr = self.learning_rate(name, lrs, scene_scale, extra) * math.sqrt(bs)
             out[name] = torch.optim.Adam(
                 [{"params": [p], "lr": lr, "name": name}],
                 eps=lrs.eps / math.sqrt(bs),

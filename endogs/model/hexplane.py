@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from endogs.model.config import DeformConfig, LearningRates
+from endogs.model.config import HexPlaneConfig
 from endogs.model.deformation import Deltas, Heads, NormalizedField, TimeLike, time_tensor
 
 if TYPE_CHECKING:
@@ -34,9 +34,10 @@ class HexPlaneField(NormalizedField):
     K-planes, so at initialisation the features do not depend on t.
     """
 
-    def __init__(self, cfg: DeformConfig, aabb: Tensor, n_frames: int):
+    def __init__(self, cfg: HexPlaneConfig, aabb: Tensor, n_frames: int):
         super().__init__(cfg, aabb)
-        hc = cfg.hexplane
+        hc = cfg
+        self.grid_lr = cfg.grid_lr
         self.time_resolution = int(hc.time_resolution or max(2, n_frames // 2))
         self.spatial_resolutions = tuple(int(r) for r in hc.spatial_resolutions)
         self.feature_dim = hc.feature_dim
@@ -77,12 +78,12 @@ class HexPlaneField(NormalizedField):
         h = self.trunk(self.features(self.normalize(means), t))  # [N, H]
         return self.to_deltas(self.heads(h))
 
-    def param_groups(self, lrs: LearningRates) -> list[dict]:
+    def param_groups(self) -> list[dict]:
         planes = [*self.spatial, *self.temporal]
         net = [*self.trunk.parameters(), *self.heads.parameters()]
         return [
-            {"params": planes, "lr": lrs.grid, "name": "deform_grid"},
-            {"params": net, "lr": lrs.network, "name": "deform_network"},
+            {"params": planes, "lr": self.grid_lr, "name": "deform_grid"},
+            {"params": net, "lr": self.network_lr, "name": "deform_network"},
         ]
 
     def tv_loss(self) -> Tensor:

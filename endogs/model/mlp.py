@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from endogs.model.config import DeformConfig
+from endogs.model.config import MLPConfig
 from endogs.model.deformation import ATTRIBUTE_DIMS, Deltas, NormalizedField, TimeLike, time_tensor, zero_linear
 
 if TYPE_CHECKING:
@@ -37,11 +37,9 @@ class MLPField(NormalizedField):
     """``depth`` ReLU layers of ``width`` with the encoded input concatenated again after each layer
     in ``skips``; one zero-initialised linear head per deformed attribute."""
 
-    network_lr = "mlp"  # not the HexPlane decoder's rate: at 3e-3 this network's ReLUs die
-
-    def __init__(self, cfg: DeformConfig, aabb: Tensor):
+    def __init__(self, cfg: MLPConfig, aabb: Tensor):
         super().__init__(cfg, aabb)
-        mc = cfg.mlp
+        mc = cfg
         self.pos_freqs, self.time_freqs = mc.pos_freqs, mc.time_freqs
         self.skips = tuple(mc.skips)
         in_dim = 3 * (1 + 2 * mc.pos_freqs) + (1 + 2 * mc.time_freqs)

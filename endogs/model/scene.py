@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from endogs.init.pointcloud import PointCloud
-from endogs.model.config import DeformConfig, LearningRates
+from endogs.model.config import DeformConfig, HexPlaneConfig, LearningRates
 from endogs.model.deformation import DeformationField, Deltas, TimeLike, make_deformation
 from endogs.model.gaussians import GaussianModel
 from endogs.snapshot import Snapshot
@@ -65,7 +65,7 @@ class DynamicScene(nn.Module):
         aabb: Optional[Union[Tensor, np.ndarray]] = None,
     ) -> "DynamicScene":
         """Attach the configured field to ``gaussians`` (see :func:`make_deformation`)."""
-        cfg = cfg or DeformConfig()
+        cfg = cfg or HexPlaneConfig()
         return cls(gaussians, make_deformation(cfg, gaussians, aabb, n_frames), cfg, n_frames)
 
     @classmethod
@@ -147,12 +147,13 @@ class DynamicScene(nn.Module):
     def make_optimizers(
         self, lrs: Optional[LearningRates] = None, scene_scale: float = 1.0, batch_size: int = 1
     ) -> SceneOptimizers:
-        """Per-Gaussian Adams (``GaussianModel.make_optimizers``) plus one Adam with the field's
-        named param groups (``deform_grid``, ``deform_network``)."""
+        """Per-Gaussian Adams (``GaussianModel.make_optimizers``; the field's per-Gaussian tensors at its
+        config's rates) plus one Adam with the field's named param groups (``deform_grid``,
+        ``deform_network``, at its config's rates)."""
         lrs = lrs or LearningRates()
-        groups = self.deform.param_groups(lrs)
+        groups = self.deform.param_groups()
         deform = torch.optim.Adam(groups, eps=lrs.eps) if groups else None
-        return SceneOptimizers(self.gaussians.make_optimizers(lrs, scene_scale, batch_size), deform)
+        return SceneOptimizers(self.gaussians.make_optimizers(lrs, scene_scale, batch_size, self.deform.gaussian_lrs()), deform)
 
     # ------------------------------------------------------------------------------- checkpoints
     def to_checkpoint(self) -> dict[str, Any]:

@@ -1,10 +1,13 @@
-"""``endogs train``: tyro over TrainConfig, with presets from configs/*.yaml.
+"""``endogs train``: tyro over TrainConfig, with presets (``endogs/configs/*.yaml``).
 
-Precedence: dataclass defaults < preset YAML < command-line flags.
+Precedence: dataclass defaults < preset YAML < command-line flags. ``--deform.kind K`` is read
+before tyro sees the flags: tyro then parses the options of field K's own config class (any
+registered field), so ``--deform.kind mlp --deform.width 128`` works in either order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +28,7 @@ class TrainArgs:
     """The scene folder (any format `endogs info` recognises). Not needed with --resume."""
 
     preset: str = "default"
-    """A preset name from configs/ (or a YAML path); flags override it."""
+    """A bundled preset name (endogs/configs/*.yaml; see list_presets) or a YAML path; flags override it."""
 
     output: Optional[Path] = None
     """Run folder; default outputs/runs/<scene name>."""
@@ -45,19 +48,44 @@ class TrainArgs:
     config: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
 
 
-def _preset_from_argv(argv: list[str]) -> str:
+def _flag_value(argv: list[str], flag: str) -> Optional[str]:
+    """The value of the last ``flag VALUE`` / ``flag=VALUE`` in ``argv``."""
+    value = None
     for i, a in enumerate(argv):
-        if a == "--preset" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--preset="):
-            return a.split("=", 1)[1]
-    return "default"
+        if a == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(flag + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def _typed_args(deform_cls: type) -> tuple[type, type]:
+    """``TrainArgs`` whose ``config.deform`` is declared as ``deform_cls`` (so tyro offers its options)."""
+    cfg_cls = dataclasses.make_dataclass(
+        "TrainConfig", [("deform", deform_cls, field(default_factory=deform_cls))], bases=(TrainConfig,))
+    cfg_cls.__doc__ = TrainConfig.__doc__
+    args_cls = dataclasses.make_dataclass(
+        "TrainArgs", [("config", Annotated[cfg_cls, tyro.conf.arg(name="")], field(default_factory=cfg_cls))], bases=(TrainArgs,))
+    args_cls.__doc__ = TrainArgs.__doc__
+    return args_cls, cfg_cls
+
+
+def _plain(obj: object, cls: type) -> object:
+    return cls(**{f.name: getattr(obj, f.name) for f in dataclasses.fields(cls)})
 
 
 def parse(argv: list[str]) -> TrainArgs:
-    preset = _preset_from_argv(argv)
+    preset = _flag_value(argv, "--preset") or "default"
     cfg = load_preset(preset) if preset != "default" or "default" in list_presets() else TrainConfig()
-    return tyro.cli(TrainArgs, args=argv, default=TrainArgs(preset=preset, config=cfg), prog="endogs train")
+    kind = _flag_value(argv, "--deform.kind")
+    if kind is not None:
+        cfg = dataclasses.replace(cfg, deform=cfg.deform.with_kind(kind))
+    typed, typed_cfg = _typed_args(type(cfg.deform))
+    default = typed(preset=preset, config=typed_cfg(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)}))
+    parsed = tyro.cli(typed, args=argv, default=default, prog="endogs train")
+    args = _plain(parsed, TrainArgs)
+    args.config = _plain(parsed.config, TrainConfig)
+    return args
 
 
 def run(args: TrainArgs) -> Path:

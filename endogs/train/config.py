@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Mapping, Optional
 
-from endogs.config_io import from_dict, load_yaml, merge
+from endogs.config_io import from_dict, load_yaml, merge, parse_yaml
 from endogs.errors import ConfigError
 from endogs.init import InitConfig
-from endogs.model.config import DeformConfig, LearningRates
+from endogs.train.strategy import CappedStrategy
+from endogs.model.config import DEFAULT_KIND, DeformConfig, HexPlaneConfig, LearningRates
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+PRESETS_PACKAGE = "endogs.configs"
+"""The package whose *.yaml files are the presets (shipped in the wheel as package data)."""
 
 
 @dataclass
@@ -34,7 +36,8 @@ class DataOptions:
 
 @dataclass
 class LossConfig:
-    """Loss weights. Tool pixels are excluded by weighting the loss, never by zeroing renders."""
+    """Weights of the named loss terms (endogs.train.terms). Tool pixels are excluded by weighting
+    the loss, never by zeroing renders."""
 
     l1: float = 0.8
     """Weight of the masked L1 colour loss."""
@@ -55,47 +58,14 @@ class LossConfig:
     time_smooth: float = 1e-3
     """Second-difference smoothness of the HexPlane time planes."""
 
+    time_l1: float = 0.0
+    """Mean |1 - time plane| of the HexPlane (pulls features towards time independence)."""
+
+    terms: dict[str, float] = field(default_factory=dict)
+    """Weights of terms registered outside this config (``register_loss``), by name."""
+
     use_masks: bool = True
     """Exclude tool pixels (mask False) from the losses."""
-
-
-@dataclass
-class StrategyConfig:
-    """Densification and pruning (gsplat DefaultStrategy, opacity reset fixed)."""
-
-    enabled: bool = True
-    """Densify and prune at all."""
-
-    refine_start: int = 100
-    """First step that refines."""
-
-    refine_stop: int = 2000
-    """Last step that refines (absolute step)."""
-
-    refine_every: int = 100
-    """Steps between refinements."""
-
-    reset_every: int = 3000
-    """Steps between opacity resets."""
-
-    grow_grad2d: float = 0.0002
-    """Screen-space gradient threshold to grow a Gaussian."""
-
-    grow_scale3d: float = 0.01
-    """Relative size below which a Gaussian is duplicated rather than split."""
-
-    prune_scale3d: float = 0.1
-    """Relative size above which a Gaussian is pruned after a reset."""
-
-    prune_opa: float = 0.005
-    """Opacity below which a Gaussian is pruned."""
-
-    absgrad: bool = False
-    """Use absolute gradients (AbsGS); raise grow_grad2d to about 0.0008 with it."""
-
-    max_gaussians: Optional[int] = None
-    """Stop growing beyond this many Gaussians; None picks by device (CUDA 300k; CPU 0.35 per
-    training pixel, which keeps a 320x256 run near 0.5 s per step on 2 cores)."""
 
 
 @dataclass
@@ -143,17 +113,15 @@ class TrainConfig:
 
     data: DataOptions = field(default_factory=DataOptions)
     init: InitConfig = field(default_factory=InitConfig)
-    deform: DeformConfig = field(default_factory=DeformConfig)
-    lr: LearningRates = field(default_factory=lambda: LearningRates(
-        means=8e-4, scales=1e-2, quats=2e-3, sh0=1e-2, shN=5e-4, basis=3e-4, grid=3e-2, network=3e-3, mlp=1e-3))
-    """Initial learning rates; higher than gsplat's 30k-step defaults for the Gaussians, for schedules
-    of a few thousand steps. The HexPlane planes and decoder learn fast (a field at 4DGS's rates
-    barely moves in 3000 steps); the per-Gaussian basis coefficients learn slowly (each one is
-    updated by Adam at full step size whenever its frame is seen, so a high rate makes every
-    Gaussian jitter over time); the pure MLP field's ReLUs die at the decoder's 3e-3 (measured),
-    hence its own ``mlp`` rate. All deformation rates decay by ``deform_lr_final`` over the fine stage."""
+    deform: DeformConfig = field(default_factory=HexPlaneConfig)
+    """The deformation field (``--deform.kind`` picks it; its options and learning rates follow)."""
+    lr: LearningRates = field(default_factory=lambda: LearningRates(means=8e-4, scales=1e-2, quats=2e-3, sh0=1e-2, shN=5e-4))
+    """Initial learning rates of the Gaussians; higher than gsplat's 30k-step defaults, for schedules
+    of a few thousand steps. The deformation field's rates are options of ``deform`` and all decay by
+    ``deform_lr_final`` over the fine stage."""
     loss: LossConfig = field(default_factory=LossConfig)
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    strategy: CappedStrategy = field(default_factory=CappedStrategy)
+    """Densification and pruning: the strategy object itself (gsplat DefaultStrategy's options)."""
 
     def __post_init__(self) -> None:
         if self.iterations is not None and self.iterations < 1:
@@ -164,6 +132,26 @@ class TrainConfig:
             raise ConfigError(f"data.downscale must be >= 1, got {self.data.downscale}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("checkpoint_every and log_every must be >= 1")
+
+    @classmethod
+    def migrate_dict(cls, data: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """Configs before per-field classes kept the fields' rates in ``lr`` (grid, network, mlp,
+        basis): move the chosen field's into ``deform``; the others, at their old defaults, go."""
+        lr = data.get("lr")
+        if not isinstance(lr, Mapping) or not set(lr) & set(_OLD_FIELD_RATES):
+            return dict(data)
+        lr = dict(lr)
+        deform = dict(data.get("deform") or {})
+        kind = deform.get("kind", DEFAULT_KIND)
+        for old, (kinds, new, default) in _OLD_FIELD_RATES.items():
+            if old not in lr:
+                continue
+            value = lr.pop(old)
+            if kind in kinds:
+                deform.setdefault(new, value)
+            elif value != default:
+                raise ConfigError(f"{where}: lr.{old} is now deform.{new} of kind {' or '.join(kinds)} (deform.kind is {kind!r}); move or remove it")
+        return {**data, "lr": lr, "deform": deform}
 
     def resolved(self, device_type: str, width: int, height: int) -> "TrainConfig":
         """A copy with the device-dependent defaults filled in for images of ``width`` x ``height``."""
@@ -179,17 +167,37 @@ class TrainConfig:
                             "data": {"downscale": down}, "strategy": {"max_gaussians": cap}})
 
 
+_OLD_FIELD_RATES = {
+    "grid": (("hexplane",), "grid_lr", 3e-2),
+    "network": (("hexplane",), "network_lr", 3e-3),
+    "mlp": (("mlp",), "network_lr", 1e-3),
+    "basis": (("basis",), "coef_lr", 3e-4),
+}
+"""Old ``lr`` key -> (kinds that use it, its name in the field's config, its old training default)."""
+
+
+def _presets() -> dict[str, Any]:
+    """name -> importlib.resources traversable of every bundled preset."""
+    from importlib.resources import files
+
+    return {p.name[: -len(".yaml")]: p for p in files(PRESETS_PACKAGE).iterdir() if p.name.endswith(".yaml")}
+
+
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+    return sorted(_presets())
 
 
 def load_preset(name_or_path: str) -> TrainConfig:
-    """The default config updated by a preset YAML (a name in configs/ or a path); strict keys."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIGS_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"unknown preset {name_or_path!r}; available: {', '.join(list_presets()) or 'none'}")
-    data = load_yaml(path)
+    """The default config updated by a preset YAML (a bundled preset's name or a path); strict keys."""
+    if Path(name_or_path).suffix:
+        path = Path(name_or_path)
+        data = load_yaml(path)
+        where = path.name
+    else:
+        presets = _presets()
+        if name_or_path not in presets:
+            raise ConfigError(f"unknown preset {name_or_path!r}; available: {', '.join(sorted(presets)) or 'none'}")
+        data = parse_yaml(presets[name_or_path].read_text(), f"preset {name_or_path}")
+        where = f"{name_or_path}.yaml"
     data.pop("description", None)
-    return from_dict(TrainConfig, data, where=path.name)
+    return from_dict(TrainConfig, data, where=where)

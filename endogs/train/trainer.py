@@ -4,6 +4,7 @@ densification, checkpoints that resume exactly. The run folder it writes is :mod
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import resource
 import time
@@ -24,10 +25,11 @@ from endogs.model.scene import DynamicScene, SceneOptimizers
 from endogs.render import render
 from endogs.run import RunFolder, load_data, pick_device
 from endogs.train.config import TrainConfig
+from endogs.train.losses import psnr
+from endogs.train.strategy import CappedStrategy
+from endogs.train.terms import LossInputs, term_weights, total_loss
 from endogs.utils.image import downscaled_size, resample
 from endogs.utils.progress import Progress
-from endogs.train.losses import inverse_depth_l1, masked_dssim, masked_l1, pearson_depth, psnr
-from endogs.train.strategy import CappedStrategy
 
 @dataclass
 class TrainFrame:
@@ -100,6 +102,7 @@ class Trainer:
         if kind == "auto":
             kind = "pearson" if self.data.depth_unit == "relative" else "inverse_l1"
         self.depth_kind = kind
+        self.loss_weights = term_weights(self.cfg.loss)
         self.step = 0
         self.elapsed = 0.0
         self.scene: Optional[DynamicScene] = None
@@ -162,12 +165,7 @@ class Trainer:
     def _build_optim(self) -> None:
         cfg = self.cfg
         self.optimizers = self.scene.make_optimizers(cfg.lr, scene_scale=self.scene_scale)
-        s = cfg.strategy
-        self.strategy = CappedStrategy(
-            prune_opa=s.prune_opa, grow_grad2d=s.grow_grad2d, grow_scale3d=s.grow_scale3d, prune_scale3d=s.prune_scale3d,
-            refine_start_iter=s.refine_start, refine_stop_iter=s.refine_stop if s.enabled else 0,
-            reset_every=s.reset_every, refine_every=s.refine_every, absgrad=s.absgrad, max_gaussians=s.max_gaussians,
-        )
+        self.strategy = dataclasses.replace(cfg.strategy)  # the config is the strategy; a copy keeps cfg unmutated
         self.strategy.check_sanity(self.scene.params, self.optimizers.gaussians)
         self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
         self._base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.gaussians.items()}
@@ -204,22 +202,8 @@ class Trainer:
         if cfg.strategy.enabled:
             self.strategy.step_pre_backward(self.scene.params, self.optimizers.gaussians, self.strategy_state, step, out.info)
         rgb = out.rgb[0]
-        l1 = masked_l1(rgb, fr.image, fr.weight)
-        loss = cfg.loss.l1 * l1
-        terms = {"l1": float(l1.detach())}
-        if cfg.loss.dssim > 0:
-            ds = masked_dssim(rgb, fr.image, fr.weight)
-            loss = loss + cfg.loss.dssim * ds
-            terms["dssim"] = float(ds.detach())
-        if cfg.loss.depth > 0 and fr.depth is not None:
-            pd = out.depth[0, ..., 0]
-            dl = inverse_depth_l1(pd, fr.depth, fr.weight) if self.depth_kind == "inverse_l1" else pearson_depth(pd, fr.depth, fr.weight)
-            loss = loss + cfg.loss.depth * dl
-            terms["depth"] = float(dl.detach())
-        if fine and (cfg.loss.tv > 0 or cfg.loss.time_smooth > 0):
-            reg = cfg.loss.tv * self.scene.deform.tv_loss() + cfg.loss.time_smooth * self.scene.deform.time_smoothness_loss()
-            if reg.requires_grad:
-                loss = loss + reg
+        inputs = LossInputs(step=step, fine=fine, rgb=rgb, depth=out.depth[0, ..., 0], frame=fr, scene=self.scene, depth_kind=self.depth_kind)
+        loss, terms = total_loss(inputs, self.loss_weights)
         loss.backward()
         self.optimizers.step()
         self.optimizers.zero_grad(set_to_none=True)

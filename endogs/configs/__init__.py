@@ -1,0 +1,1 @@
+"""Bundled training presets (*.yaml), read with importlib.resources by endogs.train.config."""
