@@ -62,7 +62,7 @@ def looks_like_stereomis(root: Path) -> Optional[bool]:
         h, w, _ = _first_image_shape(root)
     except Exception:
         return None
-    if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] == 0:
+    if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] == 0 or not np.issubdtype(arr.dtype, np.number):
         return None
     hwf = arr[0, :15].reshape(3, 5)[:, 4]
     if np.allclose(hwf[:2], (h, w), atol=0.5):

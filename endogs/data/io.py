@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -12,6 +16,40 @@ import numpy as np
 from endogs.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@contextmanager
+def captured_native_stderr():
+    """Capture what C libraries (libpng, ffmpeg) write to fd 2; yields a callable returning the text.
+
+    Their warnings about a damaged file are replaced by endogs' one-line error naming it."""
+    text = {"s": ""}
+    try:
+        fd = os.dup(2)
+    except OSError:  # no real stderr (unusual embedding): nothing to capture
+        yield lambda: ""
+        return
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lambda: text["s"]
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)
+            tmp.seek(0)
+            text["s"] = tmp.read().decode("utf-8", "replace")
+
+
+@contextmanager
+def _quiet_tifffile():
+    """tifffile logs each damaged tag to stderr; the DataError that follows says it in one line."""
+    log = logging.getLogger("tifffile")
+    before = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = before
 
 
 def require_dir(path: Path, what: str, hint: str = "") -> Path:
@@ -44,7 +82,7 @@ def image_shape(path: Path) -> tuple[int, int, int]:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            with tifffile.TiffFile(path) as tif:
+            with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
                 shape = tif.pages[0].shape
         elif suffix == ".npy":
             shape = np.load(path, mmap_mode="r").shape
@@ -69,7 +107,8 @@ def _imread_unchanged(path: Path) -> np.ndarray:
         import tifffile
 
         try:
-            return np.asarray(tifffile.imread(path))
+            with _quiet_tifffile():
+                return np.asarray(tifffile.imread(path))
         except Exception as exc:
             raise DataError(f"cannot decode TIFF ({type(exc).__name__}); the file is corrupt", path) from None
     if suffix == ".npy":
@@ -77,7 +116,8 @@ def _imread_unchanged(path: Path) -> np.ndarray:
             return np.load(path)
         except Exception as exc:
             raise DataError(f"cannot read .npy ({type(exc).__name__}); the file is corrupt", path) from None
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    with captured_native_stderr():
+        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         if not path.exists():
             raise DataError("file disappeared after the scene was loaded", path)

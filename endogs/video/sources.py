@@ -6,9 +6,6 @@ the file and the fix.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
@@ -17,6 +14,7 @@ import cv2
 import numpy as np
 
 from endogs.data.io import IMAGE_EXTS
+from endogs.data.io import captured_native_stderr as _captured_stderr
 from endogs.errors import ConfigError, DataError
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv")
@@ -27,26 +25,6 @@ STEREO_SUBFOLDERS = (
     ("image_left", "image_right"),
     ("left_finalpass", "right_finalpass"),
 )
-
-
-@contextmanager
-def _captured_stderr():
-    """Capture what C libraries (ffmpeg) write to fd 2; yields a callable returning the text."""
-    text = {"s": ""}
-    try:
-        fd = os.dup(2)
-    except OSError:  # no real stderr (unusual embedding): nothing to capture
-        yield lambda: ""
-        return
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield lambda: text["s"]
-        finally:
-            os.dup2(fd, 2)
-            os.close(fd)
-            tmp.seek(0)
-            text["s"] = tmp.read().decode("utf-8", "replace")
 
 
 def _first_line(text: str) -> str:
@@ -112,7 +90,8 @@ class FrameReader:
             raise DataError(f"missing {what} (expected a video file or an image folder)", self.path)
 
     def _read_file(self, path: Path) -> np.ndarray:
-        data = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        with _captured_stderr():
+            data = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if data is None:
             raise DataError("cannot decode image; the file is corrupt or not an image", path)
         return np.ascontiguousarray(data[..., ::-1])
@@ -137,13 +116,12 @@ class FrameReader:
         try:
             pos = 0
             while pos <= last:
-                if pos in wanted:
-                    ok, frame = cap.read()
-                    if not ok:
-                        return
-                    yield pos, np.ascontiguousarray(frame[..., ::-1])
-                elif not cap.grab():
+                with _captured_stderr():  # ffmpeg's complaints about a damaged frame are not endogs' output
+                    ok, frame = cap.read() if pos in wanted else (cap.grab(), None)
+                if not ok:
                     return
+                if pos in wanted:
+                    yield pos, np.ascontiguousarray(frame[..., ::-1])
                 pos += 1
         finally:
             cap.release()
