@@ -538,12 +538,15 @@ def run_in_process(case: Case, timeout: float = 20.0) -> Outcome:
     signal.setitimer(signal.ITIMER_REAL, timeout)
     native = _NativeStderr()  # what C libraries (libpng, ffmpeg) write to fd 2 belongs to stderr too
     try:
-        with native, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
-            warnings.simplefilter("always")
+        with native, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # a warning would reach the user's stderr: it counts as output
             try:
                 rc = main(list(case.argv), commands=case.commands)
             except SystemExit as exc:  # tyro's usage errors exit 2 themselves
                 rc = exc.code if isinstance(exc.code, int) else 1
+            for w in caught:
+                err.write(f"{w.category.__name__}: {w.message}\n")
     except _Timeout:
         crash = f"hang: no result after {timeout:.0f} s"
     except Exception:

@@ -178,6 +178,8 @@ def read_depth(path: Path, scale: float = 1.0, expect_hw: Optional[tuple[int, in
     PNG with equal channels (monocular depth saved as RGB) uses channel 0.
     """
     data = _imread_unchanged(path)
+    if data.ndim == 3 and channel is not None and channel >= data.shape[2]:
+        raise DataError(f"expected a depth file with at least {channel + 1} channels, got shape {data.shape}", path)
     if data.ndim == 3:
         data = data[..., 0 if channel is None else channel]
     if data.ndim != 2:

@@ -62,11 +62,12 @@ def paper_skip(root: Path) -> int:
 
 def disparity_to_depth(disp: np.ndarray, fl: float, bl: float, depth_range: tuple[float, float]) -> np.ndarray:
     """depth = fl * bl / disparity; 0 where the disparity is invalid or the depth outside (lo, hi]."""
-    depth = np.zeros_like(disp, dtype=np.float32)
+    depth = np.zeros(disp.shape, dtype=np.float32)
     ok = np.isfinite(disp) & (disp > 0)
-    depth[ok] = (fl * bl / disp[ok]).astype(np.float32)
+    vals = fl * bl / disp[ok].astype(np.float64)  # float64: a tiny disparity must not overflow float32
     lo, hi = depth_range
-    depth[(depth <= lo) | (depth > hi)] = 0.0
+    vals[(vals <= lo) | (vals > min(hi, float(np.finfo(np.float32).max)))] = 0.0
+    depth[ok] = vals.astype(np.float32)
     return depth
 
 

@@ -74,17 +74,18 @@ class FrameReader:
                     self.path,
                 )
             self.size = (frame.shape[1], frame.shape[0])
-            cap = cv2.VideoCapture(str(self.path))
-            fps = cap.get(cv2.CAP_PROP_FPS)
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            cap.release()
-            self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else None
-            if n <= 0:  # the container does not state its length: count by decoding once
+            with _captured_stderr():
                 cap = cv2.VideoCapture(str(self.path))
-                n = 0
-                while cap.grab():
-                    n += 1
+                fps = cap.get(cv2.CAP_PROP_FPS)
+                n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
                 cap.release()
+                if n <= 0:  # the container does not state its length: count by decoding once
+                    cap = cv2.VideoCapture(str(self.path))
+                    n = 0
+                    while cap.grab():
+                        n += 1
+                    cap.release()
+            self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else None
             self.count = n
         else:
             raise DataError(f"missing {what} (expected a video file or an image folder)", self.path)
