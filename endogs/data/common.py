@@ -9,7 +9,7 @@ from typing import Callable, Literal, Optional, Sequence
 import numpy as np
 
 from endogs.camera import Camera
-from endogs.data.io import image_shape, read_json
+from endogs.data.io import check_inside, image_shape, read_json
 from endogs.data.split import frame_times, split_indices
 from endogs.data.types import Frame, Scene
 from endogs.errors import ConfigError, DataError
@@ -46,7 +46,7 @@ def read_scene_meta(root: Path) -> dict:
     path = root / SCENE_META
     if not path.is_file():
         return {}
-    meta = read_json(path)
+    meta = read_json(check_inside(path, root))
     for key, (ok, what) in _META_CHECKS.items():
         if key in meta and not ok(meta[key]):
             raise DataError(f"{key} must be {what}, got {meta[key]!r}; fix or delete the key", path)

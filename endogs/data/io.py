@@ -52,26 +52,43 @@ def _quiet_tifffile():
         log.disabled = before
 
 
+def check_inside(path: Path, root: Path) -> Path:
+    """``path`` itself, refused when it resolves outside ``root`` (a symbolic link out of the scene).
+
+    A scene folder is read as a unit: a file or folder inside it that links elsewhere (``/etc/passwd``,
+    another patient's folder) is not followed. The scene folder itself may be a link.
+    """
+    target = path.resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise DataError(f"is a symbolic link to {target}, outside the scene folder {root}; endogs does not follow links "
+                        "out of a scene: copy the data in (cp -L) or point endogs at the real folder", path)
+    return path
+
+
 def require_dir(path: Path, what: str, hint: str = "") -> Path:
     if not path.is_dir():
         extra = f"; {hint}" if hint else ""
         raise DataError(f"missing {what} folder{extra}", path)
-    return path
+    return check_inside(path, path.parent)
 
 
 def require_file(path: Path, what: str, hint: str = "") -> Path:
     if not path.is_file():
         extra = f"; {hint}" if hint else ""
         raise DataError(f"missing {what}{extra}", path)
-    return path
+    return check_inside(path, path.parent)
 
 
 def list_files(folder: Path, exts: Sequence[str], what: str) -> list[Path]:
-    """Files of ``folder`` with one of ``exts`` (case-insensitive), sorted by name; never empty."""
+    """Files of ``folder`` with one of ``exts`` (case-insensitive), sorted by name; never empty.
+
+    Entries that link out of the scene (the folder's parent) are refused (:func:`check_inside`)."""
     require_dir(folder, what)
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
     if not files:
         raise DataError(f"{what} folder is empty (expected {'/'.join(exts)} files)", folder)
+    for p in files:
+        check_inside(p, folder.parent)
     return files
 
 
@@ -94,6 +111,8 @@ def image_shape(path: Path) -> tuple[int, int, int]:
                 shape = (h, w, len(im.getbands()))
     except Exception as exc:  # any decoder failure is a corrupt or foreign file
         raise DataError(f"cannot read image header ({type(exc).__name__}); the file is corrupt or not an image", path) from None
+    if not all(isinstance(v, (int, np.integer)) and v > 0 for v in shape):
+        raise DataError(f"image header states the shape {str(tuple(shape))[:60]}; the file is corrupt or not an image", path)
     if len(shape) == 2:
         return int(shape[0]), int(shape[1]), 1
     if len(shape) == 3:

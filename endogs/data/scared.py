@@ -33,7 +33,7 @@ from endogs.data.common import (
     depth_bounds,
     make_scene,
 )
-from endogs.data.io import IMAGE_EXTS, check_pose, image_shape, json_matrix, list_files, read_depth, read_json, read_rgb, require_file
+from endogs.data.io import IMAGE_EXTS, check_inside, check_pose, image_shape, json_matrix, list_files, read_depth, read_json, read_rgb, require_file
 from endogs.data.types import Scene
 from endogs.errors import ConfigError, DataError
 
@@ -199,6 +199,8 @@ def load_scared_keyframe(root: Path, *, split: str = "all", validate: str = "sta
     H, W, _ = image_shape(img)
     cam = Camera(calib.K1, np.eye(4), W, H, dist=calib.D1)
     depth_path = root / "left_depth_map.tiff"
+    if depth_path.is_file():
+        check_inside(depth_path, root)
     lo, hi = (float(v) for v in depth_range)
     depth_loaders = mask_loaders = None
     if depth_path.is_file():

@@ -64,7 +64,7 @@ class FrameReader:
                 cap = cv2.VideoCapture(str(self.path))
                 ok = cap.isOpened()
                 ok_frame, frame = cap.read() if ok else (False, None)
-            cap.release()
+                cap.release()
             if not ok or not ok_frame or frame is None:
                 msg = _first_line(err())
                 raise DataError(
@@ -113,7 +113,8 @@ class FrameReader:
             return
         wanted = set(indices)
         last = max(indices) if indices else -1
-        cap = cv2.VideoCapture(str(self.path))
+        with _captured_stderr():
+            cap = cv2.VideoCapture(str(self.path))
         try:
             pos = 0
             while pos <= last:
@@ -125,7 +126,8 @@ class FrameReader:
                     yield pos, np.ascontiguousarray(frame[..., ::-1])
                 pos += 1
         finally:
-            cap.release()
+            with _captured_stderr():
+                cap.release()
 
 
 @dataclass
