@@ -176,8 +176,10 @@ def _is_glob(s: str) -> bool:
 
 
 def _check_name(spec: Path, what: str, name: str, fix: str) -> None:
-    if not name or set(name) - _NAME_CHARS or PAIR_SEP in name:
-        raise _err(spec, f"{what} name {name!r} may use only letters, digits, '-', '_' and '.' (and no '{PAIR_SEP}'); {fix}")
+    if not name or set(name) - _NAME_CHARS or PAIR_SEP in name or name.startswith("."):
+        # names become folder names under OUTPUT: '.', '..' or a hidden name would escape or hide it
+        raise _err(spec, f"{what} name {name!r} may use only letters, digits, '-', '_' and '.' (not first, and no "
+                         f"'{PAIR_SEP}'); {fix}")
 
 
 def _resolve_path(value: Union[str, Path]) -> Path:

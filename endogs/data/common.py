@@ -9,7 +9,7 @@ from typing import Callable, Literal, Optional, Sequence
 import numpy as np
 
 from endogs.camera import Camera
-from endogs.data.io import image_shape, read_json
+from endogs.data.io import check_inside, image_shape, read_json
 from endogs.data.split import frame_times, split_indices
 from endogs.data.types import Frame, Scene
 from endogs.errors import ConfigError, DataError
@@ -21,9 +21,36 @@ Validate = Literal["fast", "standard", "full"]
 VALIDATE_LEVELS = ("fast", "standard", "full")
 
 
+def _positive_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v)) and v > 0
+
+
+def _finite_pair(v: object) -> bool:
+    return (isinstance(v, (list, tuple)) and len(v) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in v))
+
+
+# The keys the loaders read, what each must be, and the message when it is not.
+_META_CHECKS = {
+    "fx": (_positive_number, "a positive number (pixels)"),
+    "fy": (_positive_number, "a positive number (pixels)"),
+    "principal_point": (_finite_pair, "[cx, cy] in pixels"),
+    "depth_png_scale": (lambda v: _positive_number(v) and 1e-6 <= v <= 1e6, "a number in [1e-6, 1e6] (stored value per depth unit)"),
+    "depth_unit": (lambda v: isinstance(v, str), "a string such as mm"),
+    "mask_polarity": (lambda v: v in ("tool", "tissue"), "'tool' or 'tissue'"),
+}
+
+
 def read_scene_meta(root: Path) -> dict:
+    """``endogs_scene.json`` beside a scene ({} when absent), its known keys checked."""
     path = root / SCENE_META
-    return read_json(path) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    meta = read_json(check_inside(path, root))
+    for key, (ok, what) in _META_CHECKS.items():
+        if key in meta and not ok(meta[key]):
+            raise DataError(f"{key} must be {what}, got {meta[key]!r}; fix or delete the key", path)
+    return meta
 
 
 def check_validate(level: str) -> None:

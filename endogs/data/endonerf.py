@@ -46,7 +46,7 @@ def read_poses_bounds(path: Path) -> np.ndarray:
         raise DataError(f"cannot read poses_bounds.npy ({type(exc).__name__}); expected an (N, 17) float array", path) from None
     if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] == 0:
         raise DataError(f"poses_bounds.npy has shape {arr.shape}, expected (N, 17)", path)
-    if not np.issubdtype(arr.dtype, np.number):
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise DataError(f"poses_bounds.npy has dtype {arr.dtype}, expected floats", path)
     arr = arr.astype(np.float64)
     bad = ~np.isfinite(arr).all(axis=1)
@@ -62,7 +62,7 @@ def looks_like_stereomis(root: Path) -> Optional[bool]:
         h, w, _ = _first_image_shape(root)
     except Exception:
         return None
-    if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] == 0:
+    if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] == 0 or not np.issubdtype(arr.dtype, np.number):
         return None
     hwf = arr[0, :15].reshape(3, 5)[:, 4]
     if np.allclose(hwf[:2], (h, w), atol=0.5):

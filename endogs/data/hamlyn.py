@@ -9,6 +9,7 @@ test on odd ones; both are the defaults here.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +36,9 @@ from endogs.errors import ConfigError, DataError
 def read_intrinsics_txt(path: Path) -> np.ndarray:
     require_file(path, "intrinsics.txt", "Hamlyn scenes need a 3x3 intrinsic matrix in intrinsics.txt")
     try:
-        K = np.loadtxt(path, dtype=np.float64)
+        with warnings.catch_warnings():  # an empty file warns, then fails the shape check below
+            warnings.simplefilter("ignore")
+            K = np.loadtxt(path, dtype=np.float64)
     except ValueError:
         raise DataError("intrinsics.txt is not a whitespace-separated 3x3 matrix", path) from None
     if K.size == 9:

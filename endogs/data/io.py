@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -14,26 +18,77 @@ from endogs.errors import DataError
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
+@contextmanager
+def captured_native_stderr():
+    """Capture what C libraries (libpng, ffmpeg) write to fd 2; yields a callable returning the text.
+
+    Their warnings about a damaged file are replaced by endogs' one-line error naming it."""
+    text = {"s": ""}
+    try:
+        fd = os.dup(2)
+    except OSError:  # no real stderr (unusual embedding): nothing to capture
+        yield lambda: ""
+        return
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lambda: text["s"]
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)
+            tmp.seek(0)
+            text["s"] = tmp.read().decode("utf-8", "replace")
+
+
+@contextmanager
+def _quiet_tifffile():
+    """tifffile logs each damaged tag to stderr; the DataError that follows says it in one line."""
+    log = logging.getLogger("tifffile")
+    before = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = before
+
+
+def check_inside(path: Path, root: Path) -> Path:
+    """``path`` itself, refused when it resolves outside ``root`` (a symbolic link out of the scene).
+
+    A scene folder is read as a unit: a file or folder inside it that links elsewhere (``/etc/passwd``,
+    another patient's folder) is not followed. The scene folder itself may be a link.
+    """
+    target = path.resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise DataError(f"is a symbolic link to {target}, outside the scene folder {root}; endogs does not follow links "
+                        "out of a scene: copy the data in (cp -L) or point endogs at the real folder", path)
+    return path
+
+
 def require_dir(path: Path, what: str, hint: str = "") -> Path:
     if not path.is_dir():
         extra = f"; {hint}" if hint else ""
         raise DataError(f"missing {what} folder{extra}", path)
-    return path
+    return check_inside(path, path.parent)
 
 
 def require_file(path: Path, what: str, hint: str = "") -> Path:
     if not path.is_file():
         extra = f"; {hint}" if hint else ""
         raise DataError(f"missing {what}{extra}", path)
-    return path
+    return check_inside(path, path.parent)
 
 
 def list_files(folder: Path, exts: Sequence[str], what: str) -> list[Path]:
-    """Files of ``folder`` with one of ``exts`` (case-insensitive), sorted by name; never empty."""
+    """Files of ``folder`` with one of ``exts`` (case-insensitive), sorted by name; never empty.
+
+    Entries that link out of the scene (the folder's parent) are refused (:func:`check_inside`)."""
     require_dir(folder, what)
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
     if not files:
         raise DataError(f"{what} folder is empty (expected {'/'.join(exts)} files)", folder)
+    for p in files:
+        check_inside(p, folder.parent)
     return files
 
 
@@ -44,7 +99,7 @@ def image_shape(path: Path) -> tuple[int, int, int]:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            with tifffile.TiffFile(path) as tif:
+            with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
                 shape = tif.pages[0].shape
         elif suffix == ".npy":
             shape = np.load(path, mmap_mode="r").shape
@@ -56,6 +111,8 @@ def image_shape(path: Path) -> tuple[int, int, int]:
                 shape = (h, w, len(im.getbands()))
     except Exception as exc:  # any decoder failure is a corrupt or foreign file
         raise DataError(f"cannot read image header ({type(exc).__name__}); the file is corrupt or not an image", path) from None
+    if not all(isinstance(v, (int, np.integer)) and v > 0 for v in shape):
+        raise DataError(f"image header states the shape {str(tuple(shape))[:60]}; the file is corrupt or not an image", path)
     if len(shape) == 2:
         return int(shape[0]), int(shape[1]), 1
     if len(shape) == 3:
@@ -69,7 +126,8 @@ def _imread_unchanged(path: Path) -> np.ndarray:
         import tifffile
 
         try:
-            return np.asarray(tifffile.imread(path))
+            with _quiet_tifffile():
+                return np.asarray(tifffile.imread(path))
         except Exception as exc:
             raise DataError(f"cannot decode TIFF ({type(exc).__name__}); the file is corrupt", path) from None
     if suffix == ".npy":
@@ -77,7 +135,8 @@ def _imread_unchanged(path: Path) -> np.ndarray:
             return np.load(path)
         except Exception as exc:
             raise DataError(f"cannot read .npy ({type(exc).__name__}); the file is corrupt", path) from None
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    with captured_native_stderr():
+        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         if not path.exists():
             raise DataError("file disappeared after the scene was loaded", path)
@@ -138,6 +197,8 @@ def read_depth(path: Path, scale: float = 1.0, expect_hw: Optional[tuple[int, in
     PNG with equal channels (monocular depth saved as RGB) uses channel 0.
     """
     data = _imread_unchanged(path)
+    if data.ndim == 3 and channel is not None and channel >= data.shape[2]:
+        raise DataError(f"expected a depth file with at least {channel + 1} channels, got shape {data.shape}", path)
     if data.ndim == 3:
         data = data[..., 0 if channel is None else channel]
     if data.ndim != 2:

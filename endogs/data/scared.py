@@ -33,7 +33,7 @@ from endogs.data.common import (
     depth_bounds,
     make_scene,
 )
-from endogs.data.io import IMAGE_EXTS, check_pose, image_shape, json_matrix, list_files, read_depth, read_json, read_rgb, require_file
+from endogs.data.io import IMAGE_EXTS, check_inside, check_pose, image_shape, json_matrix, list_files, read_depth, read_json, read_rgb, require_file
 from endogs.data.types import Scene
 from endogs.errors import ConfigError, DataError
 
@@ -62,11 +62,12 @@ def paper_skip(root: Path) -> int:
 
 def disparity_to_depth(disp: np.ndarray, fl: float, bl: float, depth_range: tuple[float, float]) -> np.ndarray:
     """depth = fl * bl / disparity; 0 where the disparity is invalid or the depth outside (lo, hi]."""
-    depth = np.zeros_like(disp, dtype=np.float32)
+    depth = np.zeros(disp.shape, dtype=np.float32)
     ok = np.isfinite(disp) & (disp > 0)
-    depth[ok] = (fl * bl / disp[ok]).astype(np.float32)
+    vals = fl * bl / disp[ok].astype(np.float64)  # float64: a tiny disparity must not overflow float32
     lo, hi = depth_range
-    depth[(depth <= lo) | (depth > hi)] = 0.0
+    vals[(vals <= lo) | (vals > min(hi, float(np.finfo(np.float32).max)))] = 0.0
+    depth[ok] = vals.astype(np.float32)
     return depth
 
 
@@ -198,6 +199,8 @@ def load_scared_keyframe(root: Path, *, split: str = "all", validate: str = "sta
     H, W, _ = image_shape(img)
     cam = Camera(calib.K1, np.eye(4), W, H, dist=calib.D1)
     depth_path = root / "left_depth_map.tiff"
+    if depth_path.is_file():
+        check_inside(depth_path, root)
     lo, hi = (float(v) for v in depth_range)
     depth_loaders = mask_loaders = None
     if depth_path.is_file():

@@ -6,9 +6,6 @@ the file and the fix.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
@@ -17,6 +14,7 @@ import cv2
 import numpy as np
 
 from endogs.data.io import IMAGE_EXTS
+from endogs.data.io import captured_native_stderr as _captured_stderr
 from endogs.errors import ConfigError, DataError
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv")
@@ -27,26 +25,6 @@ STEREO_SUBFOLDERS = (
     ("image_left", "image_right"),
     ("left_finalpass", "right_finalpass"),
 )
-
-
-@contextmanager
-def _captured_stderr():
-    """Capture what C libraries (ffmpeg) write to fd 2; yields a callable returning the text."""
-    text = {"s": ""}
-    try:
-        fd = os.dup(2)
-    except OSError:  # no real stderr (unusual embedding): nothing to capture
-        yield lambda: ""
-        return
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield lambda: text["s"]
-        finally:
-            os.dup2(fd, 2)
-            os.close(fd)
-            tmp.seek(0)
-            text["s"] = tmp.read().decode("utf-8", "replace")
 
 
 def _first_line(text: str) -> str:
@@ -86,7 +64,7 @@ class FrameReader:
                 cap = cv2.VideoCapture(str(self.path))
                 ok = cap.isOpened()
                 ok_frame, frame = cap.read() if ok else (False, None)
-            cap.release()
+                cap.release()
             if not ok or not ok_frame or frame is None:
                 msg = _first_line(err())
                 raise DataError(
@@ -96,23 +74,25 @@ class FrameReader:
                     self.path,
                 )
             self.size = (frame.shape[1], frame.shape[0])
-            cap = cv2.VideoCapture(str(self.path))
-            fps = cap.get(cv2.CAP_PROP_FPS)
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            cap.release()
-            self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else None
-            if n <= 0:  # the container does not state its length: count by decoding once
+            with _captured_stderr():
                 cap = cv2.VideoCapture(str(self.path))
-                n = 0
-                while cap.grab():
-                    n += 1
+                fps = cap.get(cv2.CAP_PROP_FPS)
+                n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
                 cap.release()
+                if n <= 0:  # the container does not state its length: count by decoding once
+                    cap = cv2.VideoCapture(str(self.path))
+                    n = 0
+                    while cap.grab():
+                        n += 1
+                    cap.release()
+            self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else None
             self.count = n
         else:
             raise DataError(f"missing {what} (expected a video file or an image folder)", self.path)
 
     def _read_file(self, path: Path) -> np.ndarray:
-        data = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        with _captured_stderr():
+            data = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if data is None:
             raise DataError("cannot decode image; the file is corrupt or not an image", path)
         return np.ascontiguousarray(data[..., ::-1])
@@ -133,20 +113,21 @@ class FrameReader:
             return
         wanted = set(indices)
         last = max(indices) if indices else -1
-        cap = cv2.VideoCapture(str(self.path))
+        with _captured_stderr():
+            cap = cv2.VideoCapture(str(self.path))
         try:
             pos = 0
             while pos <= last:
-                if pos in wanted:
-                    ok, frame = cap.read()
-                    if not ok:
-                        return
-                    yield pos, np.ascontiguousarray(frame[..., ::-1])
-                elif not cap.grab():
+                with _captured_stderr():  # ffmpeg's complaints about a damaged frame are not endogs' output
+                    ok, frame = cap.read() if pos in wanted else (cap.grab(), None)
+                if not ok:
                     return
+                if pos in wanted:
+                    yield pos, np.ascontiguousarray(frame[..., ::-1])
                 pos += 1
         finally:
-            cap.release()
+            with _captured_stderr():
+                cap.release()
 
 
 @dataclass
