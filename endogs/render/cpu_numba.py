@@ -113,6 +113,25 @@ def _bin(order, m, cn, opa, radii, N, W, H, ts, tw, th, fill, counts, pair_gid):
                 counts[t] += 1
 
 
+@njit(cache=True)
+def _load_tile(s, e, pair_gid, m, cn, opa, feats):  # pragma: no cover - compiled
+    """Tile-local float64 copies: rows (mx, my, a, b, c, o, ln(255 o) + slack) and features."""
+    F = feats.shape[1]
+    loc = np.empty((e - s, 7))
+    lf = np.empty((e - s, F))
+    for j in range(e - s):
+        g = pair_gid[s + j]
+        loc[j, 0], loc[j, 1] = m[g, 0], m[g, 1]
+        loc[j, 2], loc[j, 3], loc[j, 4] = cn[g, 0], cn[g, 1], cn[g, 2]
+        o = float(opa[g])
+        loc[j, 5] = o
+        # sigma above this gives alpha < 1/255 for sure (the exact test follows for the rest).
+        loc[j, 6] = math.log(max(o, 1e-30)) + _LN_255 + 1e-6
+        for f in range(F):
+            lf[j, f] = feats[g, f]
+    return loc, lf
+
+
 @njit(parallel=True, cache=True)
 def _forward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, out, tfinal, nvis):  # pragma: no cover
     """Composite every tile; ``out`` [C, H, W, F+1], ``tfinal``/``nvis`` [C, H, W]."""
@@ -125,6 +144,7 @@ def _forward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, out, tfi
         cam = t // (tw * th)
         ty = (t // tw) % th
         tx = t % tw
+        loc, lf = _load_tile(s, e, pair_gid, m, cn, opa, feats)
         acc = np.zeros(F + 1)
         for py in range(ty * ts, min(ty * ts + ts, H)):
             for px in range(tx * ts, min(tx * ts + ts, W)):
@@ -132,11 +152,12 @@ def _forward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, out, tfi
                 acc[:] = 0.0
                 T = 1.0
                 n = 0
-                for k in range(s, e):
-                    g = pair_gid[k]
-                    dx, dy = float(m[g, 0]) - cx, float(m[g, 1]) - cy
-                    sig = 0.5 * (float(cn[g, 0]) * dx * dx + float(cn[g, 2]) * dy * dy) + float(cn[g, 1]) * dx * dy
-                    al = float(opa[g]) * math.exp(-sig)
+                for j in range(e - s):
+                    dx, dy = loc[j, 0] - cx, loc[j, 1] - cy
+                    sig = 0.5 * (loc[j, 2] * dx * dx + loc[j, 4] * dy * dy) + loc[j, 3] * dx * dy
+                    if sig > loc[j, 6]:
+                        continue
+                    al = loc[j, 5] * math.exp(-sig)
                     if al < ALPHA_THRESHOLD:
                         continue
                     al = min(al, ALPHA_MAX)
@@ -145,10 +166,10 @@ def _forward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, out, tfi
                         break
                     w = al * T
                     for f in range(F):
-                        acc[f] += w * float(feats[g, f])
+                        acc[f] += w * lf[j, f]
                     acc[F] += w
                     T = nT
-                    n = k - s + 1
+                    n = j + 1
                 for f in range(F + 1):
                     out[cam, py, px, f] = acc[f]
                 tfinal[cam, py, px] = T
@@ -167,6 +188,8 @@ def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, gout, t
         cam = t // (tw * th)
         ty = (t // tw) % th
         tx = t % tw
+        loc, lf = _load_tile(s, e, pair_gid, m, cn, opa, feats)
+        go = np.empty(F)
         for py in range(ty * ts, min(ty * ts + ts, H)):
             for px in range(tx * ts, min(tx * ts + ts, W)):
                 n = nvis[cam, py, px]
@@ -175,13 +198,16 @@ def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, gout, t
                 cx, cy = px + 0.5, py + 0.5
                 T = float(tfinal[cam, py, px])
                 ga = float(gout[cam, py, px, F])
+                for f in range(F):
+                    go[f] = gout[cam, py, px, f]
                 S = 0.0
-                for k in range(s + n - 1, s - 1, -1):
-                    g = pair_gid[k]
-                    dx, dy = float(m[g, 0]) - cx, float(m[g, 1]) - cy
-                    a, b, c = float(cn[g, 0]), float(cn[g, 1]), float(cn[g, 2])
+                for j in range(n - 1, -1, -1):
+                    dx, dy = loc[j, 0] - cx, loc[j, 1] - cy
+                    a, b, c = loc[j, 2], loc[j, 3], loc[j, 4]
                     sig = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    o = float(opa[g])
+                    if sig > loc[j, 6]:
+                        continue
+                    o = loc[j, 5]
                     al = o * math.exp(-sig)
                     if al < ALPHA_THRESHOLD:
                         continue
@@ -190,10 +216,10 @@ def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, gout, t
                     T = T / (1.0 - al)  # transmittance before this Gaussian
                     w = al * T
                     G = ga
+                    k = s + j
                     for f in range(F):
-                        gf = float(gout[cam, py, px, f])
-                        G += gf * float(feats[g, f])
-                        gp[k, 6 + f] += w * gf
+                        G += go[f] * lf[j, f]
+                        gp[k, 6 + f] += w * go[f]
                     gs = al / (1.0 - al) * S - w * G  # dL/dsigma
                     S += w * G
                     if clamped:
@@ -307,7 +333,6 @@ class _RasterizeNumba(torch.autograd.Function):
         g = torch.from_numpy(grads).to(dt)
         if ctx.absgrad:
             means2d.absgrad = torch.from_numpy(gabs_out).to(dt).reshape(C, N, 2)
-        ctx.arrs = ctx.state = None
         return (g[:, 0:2].reshape(C, N, 2), g[:, 2:5].reshape(C, N, 3), g[:, 6:].reshape(C, N, F),
                 g[:, 5].reshape(C, N), None, None)  # fmt: skip
 
