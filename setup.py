@@ -32,6 +32,7 @@ setup(
         "open3d-cpu==0.19.0",  # 0.20 needs libusb and extracts empty TSDF meshes
         "opencv-python-headless",
         "pytorch-msssim",
+        "numba==0.68.1",  # compiled CPU rasterizer kernels (wheels for Linux, macOS, Windows)
         "torchmetrics",
         "imageio",
         "imageio-ffmpeg",

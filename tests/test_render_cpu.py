@@ -1,4 +1,9 @@
-"""CPU tests of endogs.render: the PyTorch rasterizer against analytic and brute-force references."""
+"""CPU tests of endogs.render: both CPU rasterizers against analytic and brute-force references.
+
+Every test runs once with the pure-PyTorch rasterizer and once with the compiled numba kernels
+(the ``cpu_backend`` fixture sets ``ENDOGS_CPU_BACKEND``); tests of PyTorch-only internals pin
+``torch``.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,16 @@ from endogs.snapshot import Snapshot
 F64 = torch.float64
 
 
+@pytest.fixture(params=["torch", "numba"], autouse=True)
+def cpu_backend(request, monkeypatch):
+    """Run the test with one CPU rasterizer (chosen through the environment variable)."""
+    monkeypatch.setenv("ENDOGS_CPU_BACKEND", request.param)
+    return request.param
+
+
+torch_only = pytest.mark.parametrize("cpu_backend", ["torch"], indirect=True)
+
+
 def _snap(means, quats, scales, opacities, colors, sh_degree=None) -> Snapshot:
     return Snapshot(means, quats, scales, opacities, colors, sh_degree=sh_degree)
 
@@ -33,7 +48,7 @@ def _leaf(s: Snapshot) -> Snapshot:
 # Forward: analytic and brute-force references
 
 
-def test_single_gaussian_peak_and_footprint():
+def test_single_gaussian_peak_and_footprint(cpu_backend):
     W, H, f, z, s, o = 32, 24, 28.8, 3.0, 0.2, 0.8
     K = np.array([[f, 0, 15.5], [0, f, 11.5], [0, 0, 1.0]])  # centre projects onto pixel (15, 11)
     cam = Camera(K, np.eye(4), W, H)
@@ -46,7 +61,7 @@ def test_single_gaussian_peak_and_footprint():
         color,
     )
     out = render(snap, cam)
-    assert isinstance(out, RenderOutput) and out.backend == "cpu"
+    assert isinstance(out, RenderOutput) and out.backend == "cpu" and out.info["cpu_backend"] == cpu_backend
     assert out.rgb.shape == (1, H, W, 3) and out.depth.shape == (1, H, W, 1) and out.alpha.shape == (1, H, W, 1)
     alpha = out.alpha[0, ..., 0]
     assert tuple(int(i) for i in (alpha == alpha.max()).nonzero()[0]) == (11, 15)
@@ -162,6 +177,7 @@ def test_gradients_match_autograd_through_dense_reference(name):
         torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-7)
 
 
+@torch_only
 def test_recompute_path_and_small_chunks_match_default():
     snap = synthetic_scene(300, seed=2, scale=0.12)
     cam = pinhole_camera(40, 32)
@@ -446,6 +462,7 @@ def test_outputs_follow_snapshot_dtype():
     assert out.rgb.dtype == out.depth.dtype == out.alpha.dtype == F64
 
 
+@torch_only
 def test_tile_layout_is_front_to_back_per_tile():
     snap = synthetic_scene(200, seed=6, scale=0.1)
     cam = pinhole_camera(32, 24)

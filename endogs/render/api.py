@@ -24,6 +24,7 @@ from ..camera import Camera
 from ..errors import EndogsError
 from ..snapshot import Snapshot
 from .cpu import DEFAULT_CHUNK_ELEMS, DEFAULT_TILE_SIZE, rasterize_tiles
+from .cpu_select import CpuBackendError, choose_cpu_backend  # noqa: F401 (re-exported)
 from .projection import project_gaussians
 from .sh import sh_to_rgb
 
@@ -67,8 +68,9 @@ def render(
     eps2d: float = 0.3,
     backend: Backend = "auto",
     absgrad: bool = False,
-    tile_size: int = DEFAULT_TILE_SIZE,
+    tile_size: Optional[int] = None,
     max_chunk_elems: int = DEFAULT_CHUNK_ELEMS,
+    cpu_backend: Optional[str] = None,
 ) -> RenderOutput:
     """Render a snapshot from one camera or a list of same-sized cameras.
 
@@ -85,8 +87,12 @@ def render(
             ``"cpu"`` (the PyTorch rasterizer, on any device) or ``"gsplat"`` (CUDA only).
         absgrad: Also accumulate ``info["means2d"].absgrad`` in backward (for
             ``DefaultStrategy(absgrad=True)``).
-        tile_size: PyTorch rasterizer tile edge (speed only; results do not depend on it).
+        tile_size: CPU rasterizer tile edge (speed only; results do not depend on it); None is
+            the chosen CPU rasterizer's default (4 for PyTorch, 8 for numba).
         max_chunk_elems: PyTorch rasterizer memory cap (padded pixel x Gaussian evaluations).
+        cpu_backend: ``"auto"`` (numba kernels for CPU tensors, else PyTorch), ``"numba"`` or
+            ``"torch"``; None reads ``ENDOGS_CPU_BACKEND`` (default ``"auto"``). See
+            :mod:`endogs.render.cpu_select`. ``info["cpu_backend"]`` says which one drew.
 
     Returns:
         A :class:`RenderOutput`.
@@ -94,6 +100,8 @@ def render(
     Raises:
         RenderInputError: (a ValueError) for bad cameras, non-finite or mismatched tensors, a
             bad background, an unknown backend, or ``backend="gsplat"`` without CUDA tensors.
+        CpuBackendError: (a ValueError) for a bad ``cpu_backend``, or ``"numba"`` forced where
+            numba cannot run.
     """
     cams = _as_camera_list(cameras)
     width, height = cams[0].width, cams[0].height
@@ -109,6 +117,7 @@ def render(
     Ks = torch.as_tensor(np.stack([c.K for c in cams]), dtype=dtype, device=device)  # [C, 3, 3]
 
     chosen = _choose_backend(backend, device, dtype)
+    raster = choose_cpu_backend(cpu_backend, device) if chosen == "cpu" else None
     if chosen == "gsplat" and N > 0:
         from .gsplat_backend import rasterize_gsplat
 
@@ -130,16 +139,25 @@ def render(
         rgb_g = sh_to_rgb(snapshot.sh_degree, dirs, colors[None])  # [C, N, 3]
     feats = torch.cat([rgb_g, proj.depths[..., None]], dim=-1)  # [C, N, 4]
     opac_c = opacities[None, :].expand(C, N)  # [C, N]
-    acc, alpha, layout = rasterize_tiles(
-        proj.means2d, proj.conics, feats, opac_c, proj.radii, proj.depths, width, height,
-        tile_size=tile_size, max_chunk_elems=max_chunk_elems, absgrad=absgrad,
-    )  # fmt: skip
+    if raster == "numba":
+        from .cpu_numba import DEFAULT_TILE_SIZE as NUMBA_TILE_SIZE, rasterize_tiles_numba
+
+        acc, alpha, layout = rasterize_tiles_numba(
+            proj.means2d, proj.conics, feats, opac_c, proj.radii, proj.depths, width, height,
+            tile_size=tile_size or NUMBA_TILE_SIZE, absgrad=absgrad,
+        )  # fmt: skip
+    else:
+        acc, alpha, layout = rasterize_tiles(
+            proj.means2d, proj.conics, feats, opac_c, proj.radii, proj.depths, width, height,
+            tile_size=tile_size or DEFAULT_TILE_SIZE, max_chunk_elems=max_chunk_elems, absgrad=absgrad,
+        )  # fmt: skip
     rgb = acc[..., :3]  # [C, H, W, 3]
     if bg is not None:
         rgb = rgb + (1.0 - alpha) * bg[:, None, None, :]  # [C, H, W, 3]
     depth = acc[..., 3:4] / alpha.clamp(min=1e-10)  # [C, H, W, 1]
     info: Dict[str, Any] = {
         "backend": "cpu",
+        "cpu_backend": raster,
         "means2d": proj.means2d,
         "radii": proj.radii,
         "depths": proj.depths,
