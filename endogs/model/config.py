@@ -137,6 +137,12 @@ class DeformConfig:
     """Margin added on each side of the point-cloud AABB that normalises positions, as a fraction of
     its extent."""
 
+    max_offset: float = 0.5
+    """Largest position offset, as a fraction of the AABB's largest half-extent (the offset is
+    ``max_offset * tanh(raw / max_offset)``: the identity for small motions); 0 = unbounded.
+    Unbounded, a few hundred Gaussians of a long real-video run were flung tens of mm to metres
+    away (in front of the camera) once the HexPlane features grew, and the run collapsed."""
+
     hexplane: HexPlaneConfig = field(default_factory=HexPlaneConfig)
     """Options of kind "hexplane"."""
 
@@ -153,6 +159,8 @@ class DeformConfig:
             raise ConfigError("deform: no attribute is deformed; enable one of position/rotation/scale/opacity/color or use kind none")
         if self.aabb_margin < 0:
             raise ConfigError(f"deform.aabb_margin must be >= 0, got {self.aabb_margin}")
+        if not self.max_offset >= 0:
+            raise ConfigError(f"deform.max_offset must be >= 0 (0 = unbounded), got {self.max_offset}")
         self.hexplane.validate()
         self.mlp.validate()
         self.basis.validate()
