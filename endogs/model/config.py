@@ -84,6 +84,12 @@ class DeformConfig:
     """Margin added on each side of the point-cloud AABB that normalises positions, as a fraction of
     its extent."""
 
+    max_offset: float = 0.5
+    """Largest position offset, as a fraction of the AABB's largest half-extent (the offset is
+    ``max_offset * tanh(raw / max_offset)``: the identity for small motions); 0 = unbounded.
+    Unbounded, a few hundred Gaussians of a long real-video run were flung tens of mm to metres
+    away (in front of the camera) once the HexPlane features grew, and the run collapsed."""
+
     def __post_init__(self) -> None:
         own = type(self).__dataclass_fields__["kind"].default
         if self.kind != own:
@@ -94,6 +100,8 @@ class DeformConfig:
             raise ConfigError("deform: no attribute is deformed; enable one of position/rotation/scale/opacity/color or use kind none")
         if self.aabb_margin < 0:
             raise ConfigError(f"deform.aabb_margin must be >= 0, got {self.aabb_margin}")
+        if not self.max_offset >= 0:
+            raise ConfigError(f"deform.max_offset must be >= 0 (0 = unbounded), got {self.max_offset}")
         self.validate()
 
     def validate(self) -> None:

@@ -147,6 +147,7 @@ class NormalizedField(DeformationField):
         aabb = expand_aabb(aabb, cfg.aabb_margin)
         self.register_buffer("aabb", aabb)  # [2, 3]
         self.register_buffer("motion_scale", 0.5 * (aabb[1] - aabb[0]).max())  # []
+        self.max_offset = float(cfg.max_offset)
 
     def normalize(self, means: Tensor) -> Tensor:
         """World positions [N, 3] -> [-1, 1] inside the AABB."""
@@ -156,9 +157,13 @@ class NormalizedField(DeformationField):
         return (means - lo) / (hi - lo) * 2.0 - 1.0
 
     def to_deltas(self, outputs: dict[str, Tensor]) -> Deltas:
-        """Scale the position output to world units and pack."""
+        """Bound the position output (``max_offset * tanh(out / max_offset)``, the identity near 0),
+        scale it to world units and pack."""
         if "means" in outputs:
-            outputs = dict(outputs, means=outputs["means"] * self.motion_scale)
+            out = outputs["means"]
+            if self.max_offset > 0:
+                out = self.max_offset * torch.tanh(out / self.max_offset)
+            outputs = dict(outputs, means=out * self.motion_scale)
         return Deltas.from_outputs(outputs)
 
 
