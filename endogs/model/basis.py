@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from endogs.model.config import BasisConfig
+from endogs.model.config import BasisConfig, register_builder
 from endogs.model.deformation import ATTRIBUTE_DIMS, Deltas, NormalizedField, TimeLike, time_tensor
 from endogs.model.gaussians import DEFORM_PREFIX
 
@@ -64,3 +64,8 @@ class TemporalBasisField(NormalizedField):
         phi = self.basis(t)  # [B]
         outputs = {name: torch.einsum("nbc,b->nc", model.params[self.param_name(name)], phi) for name in self.attributes}
         return self.to_deltas(outputs)
+
+
+@register_builder("basis")
+def _build(cfg, model, aabb, n_frames) -> DeformationField:
+    return TemporalBasisField(cfg, aabb, model)

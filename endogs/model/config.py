@@ -30,6 +30,22 @@ _OLD_NESTED = ("hexplane", "mlp", "basis")
 """Keys under which configs before per-field classes nested each field's options."""
 
 
+BUILDERS: dict[str, Any] = {}
+"""kind -> ``fn(cfg, model, aabb, n_frames) -> DeformationField`` of the built-in fields, registered by
+their own modules (endogs.model.hexplane, mlp, basis, deformation), so this module imports none of
+them (no import cycle)."""
+
+
+def register_builder(kind: str):
+    """Decorator used by a field module: the function that builds the field of ``kind``."""
+
+    def deco(fn):
+        BUILDERS[kind] = fn
+        return fn
+
+    return deco
+
+
 def register_field(cls: type["DeformConfig"]) -> type["DeformConfig"]:
     """Class decorator: make ``cls`` (a ``DeformConfig`` subclass whose ``kind`` field defaults to its
     name) selectable as ``deform.kind``."""
@@ -222,9 +238,7 @@ class HexPlaneConfig(DeformConfig):
         _check_rates(self, "grid_lr", "network_lr")
 
     def build(self, model: "GaussianModel", aabb: "Tensor", n_frames: int) -> "DeformationField":
-        from endogs.model.hexplane import HexPlaneField
-
-        return HexPlaneField(self, aabb, n_frames)
+        return BUILDERS["hexplane"](self, model, aabb, n_frames)
 
 
 @register_field
@@ -264,9 +278,7 @@ class MLPConfig(DeformConfig):
         _check_rates(self, "network_lr")
 
     def build(self, model: "GaussianModel", aabb: "Tensor", n_frames: int) -> "DeformationField":
-        from endogs.model.mlp import MLPField
-
-        return MLPField(self, aabb)
+        return BUILDERS["mlp"](self, model, aabb, n_frames)
 
 
 @register_field
@@ -299,9 +311,7 @@ class BasisConfig(DeformConfig):
         _check_rates(self, "coef_lr")
 
     def build(self, model: "GaussianModel", aabb: "Tensor", n_frames: int) -> "DeformationField":
-        from endogs.model.basis import TemporalBasisField
-
-        return TemporalBasisField(self, aabb, model)
+        return BUILDERS["basis"](self, model, aabb, n_frames)
 
 
 @register_field
@@ -312,9 +322,7 @@ class StaticConfig(DeformConfig):
     kind: Literal["none"] = "none"
 
     def build(self, model: "GaussianModel", aabb: "Tensor", n_frames: int) -> "DeformationField":
-        from endogs.model.deformation import NoDeformation
-
-        return NoDeformation()
+        return BUILDERS["none"](self, model, aabb, n_frames)
 
 
 def _check_rates(cfg: DeformConfig, *names: str) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from endogs.model.config import DeformConfig
+from endogs.model.config import DeformConfig, register_builder
 
 if TYPE_CHECKING:
     from endogs.model.gaussians import GaussianModel
@@ -215,3 +215,8 @@ def make_deformation(
     aabb = torch.as_tensor(aabb, dtype=torch.float32).detach().cpu()
     field = cfg.build(model, aabb, n_frames)
     return field.to(model.device)
+
+
+@register_builder("none")
+def _build(cfg, model, aabb, n_frames) -> DeformationField:
+    return NoDeformation()

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from endogs.model.config import HexPlaneConfig
+from endogs.model.config import HexPlaneConfig, register_builder
 from endogs.model.deformation import Deltas, Heads, NormalizedField, TimeLike, time_tensor
 
 if TYPE_CHECKING:
@@ -112,3 +112,8 @@ class HexPlaneField(NormalizedField):
         for temporal in self.temporal:
             total = total + (1.0 - temporal).abs().mean()
         return total
+
+
+@register_builder("hexplane")
+def _build(cfg, model, aabb, n_frames) -> DeformationField:
+    return HexPlaneField(cfg, aabb, n_frames)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from endogs.model.config import MLPConfig
+from endogs.model.config import MLPConfig, register_builder
 from endogs.model.deformation import ATTRIBUTE_DIMS, Deltas, NormalizedField, TimeLike, time_tensor, zero_linear
 
 if TYPE_CHECKING:
@@ -65,3 +65,8 @@ class MLPField(NormalizedField):
             if i in self.skips:
                 h = torch.cat([h, x], dim=-1)
         return self.to_deltas({name: head(h) for name, head in self.heads.items()})
+
+
+@register_builder("mlp")
+def _build(cfg, model, aabb, n_frames) -> DeformationField:
+    return MLPField(cfg, aabb)

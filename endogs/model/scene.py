@@ -14,6 +14,7 @@ from endogs.init.pointcloud import PointCloud
 from endogs.model.config import DeformConfig, HexPlaneConfig, LearningRates
 from endogs.model.deformation import DeformationField, Deltas, TimeLike, make_deformation
 from endogs.model.gaussians import GaussianModel
+from endogs.model.imaging import Imaging
 from endogs.snapshot import Snapshot
 
 CHECKPOINT_FORMAT = 1
@@ -54,6 +55,9 @@ class DynamicScene(nn.Module):
         self.deform = deform
         self.deform_cfg = deform_cfg
         self.n_frames = int(n_frames)
+        # Kept out of the module tree (and so out of state_dict, which holds the Gaussians and the
+        # field only); saved by to_checkpoint under "imaging".
+        self.__dict__["imaging"] = Imaging()
 
     # ----------------------------------------------------------------------------------- building
     @classmethod
@@ -82,6 +86,14 @@ class DynamicScene(nn.Module):
         """Gaussians seeded from ``pc`` with a field whose AABB is the cloud's."""
         g = GaussianModel.from_point_cloud(pc, sh_degree, init_opacity, init_scale, device=device)
         return cls.build(g, cfg, n_frames, aabb=pc.aabb)
+
+    @property
+    def imaging(self) -> Imaging:
+        """The endoscope's imaging terms (refined poses, head light, exposure; see endogs.view)."""
+        return self.__dict__["imaging"]
+
+    def set_imaging(self, imaging: Imaging) -> None:
+        self.__dict__["imaging"] = imaging
 
     # --------------------------------------------------------------------------------- properties
     @property
@@ -163,6 +175,7 @@ class DynamicScene(nn.Module):
             "deform_cfg": self.deform_cfg.to_dict(),
             "n_frames": self.n_frames,
             "state_dict": self.state_dict(),
+            "imaging": self.imaging.to_checkpoint(),
         }
 
     @classmethod
@@ -171,7 +184,9 @@ class DynamicScene(nn.Module):
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"unsupported scene checkpoint format {ckpt.get('format')!r} (expected {CHECKPOINT_FORMAT})")
         cfg = DeformConfig.from_dict(ckpt["deform_cfg"])
-        return cls.from_state_dict(ckpt["state_dict"], cfg, int(ckpt["n_frames"]), device=device)
+        scene = cls.from_state_dict(ckpt["state_dict"], cfg, int(ckpt["n_frames"]), device=device)
+        scene.set_imaging(Imaging.from_checkpoint(ckpt.get("imaging"), device=scene.device))
+        return scene
 
     @classmethod
     def from_state_dict(

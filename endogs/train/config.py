@@ -10,6 +10,7 @@ from endogs.config_io import from_dict, load_yaml, merge, parse_yaml
 from endogs.errors import ConfigError
 from endogs.init import InitConfig
 from endogs.train.strategy import CappedStrategy
+from endogs.model.imaging import ImagingConfig
 from endogs.model.config import DEFAULT_KIND, DeformConfig, HexPlaneConfig, LearningRates
 
 PRESETS_PACKAGE = "endogs.configs"
@@ -60,6 +61,12 @@ class LossConfig:
 
     time_l1: float = 0.0
     """Mean |1 - time plane| of the HexPlane (pulls features towards time independence)."""
+
+    pose_reg: float = 0.1
+    """Pull of the refined camera poses towards the input poses (mean squared correction)."""
+
+    exposure_reg: float = 0.01
+    """Pull of the per-frame exposures towards identity."""
 
     terms: dict[str, float] = field(default_factory=dict)
     """Weights of terms registered outside this config (``register_loss``), by name."""
@@ -120,6 +127,8 @@ class TrainConfig:
     of a few thousand steps. The deformation field's rates are options of ``deform`` and all decay by
     ``deform_lr_final`` over the fine stage."""
     loss: LossConfig = field(default_factory=LossConfig)
+    imaging: ImagingConfig = field(default_factory=ImagingConfig)
+    """Camera refinement, head light and exposure."""
     strategy: CappedStrategy = field(default_factory=CappedStrategy)
     """Densification and pruning: the strategy object itself (gsplat DefaultStrategy's options)."""
 

@@ -118,3 +118,15 @@ def _field_regulariser(method: str) -> LossTerm:
 register_loss("tv")(_field_regulariser("tv_loss"))
 register_loss("time_smooth")(_field_regulariser("time_smoothness_loss"))
 register_loss("time_l1")(_field_regulariser("time_l1_loss"))
+
+
+@register_loss("pose_reg")
+def _pose_reg(x: LossInputs) -> Optional[Tensor]:
+    poses = x.scene.imaging.poses
+    return None if poses is None else poses.regularizer()
+
+
+@register_loss("exposure_reg")
+def _exposure_reg(x: LossInputs) -> Optional[Tensor]:
+    expo = x.scene.imaging.exposure
+    return None if expo is None else expo.regularizer()

@@ -22,7 +22,8 @@ from endogs.errors import ConfigError, DataError
 from endogs.init import point_cloud_from_frames
 from endogs.model.gaussians import DEFORM_PREFIX
 from endogs.model.scene import DynamicScene, SceneOptimizers
-from endogs.render import render
+from endogs.model.imaging import build_imaging, cameras_move
+from endogs.view import render_frame
 from endogs.run import RunFolder, load_data, pick_device
 from endogs.train.config import TrainConfig
 from endogs.train.losses import psnr
@@ -94,7 +95,11 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.folder = RunFolder(self.run_dir)
         self.data = data if data is not None else load_data(self.data_path, cfg)
-        self.cfg = cfg.resolved(self.device.type, self.data.width, self.data.height)
+        cfg = cfg.resolved(self.device.type, self.data.width, self.data.height)
+        im = cfg.imaging  # record the automatic choices in run.yaml
+        refine = im.refine_poses if im.refine_poses is not None else cameras_move([self.data.frames[i].camera.c2w for i in self.data.train_indices])
+        start = im.pose_start if im.pose_start is not None else cfg.coarse_iterations
+        self.cfg = merge(cfg, {"imaging": {"refine_poses": bool(refine), "pose_start": int(start)}})
         self.frames = frame_tensors(self.data, self.data.train_indices, self.device, self.cfg.data.downscale, self.cfg.loss.use_masks)
         if not self.frames:
             raise DataError("the split leaves no training frame", self.data_path)
@@ -111,6 +116,7 @@ class Trainer:
         self.strategy_state: dict[str, Any] = {}
         self.scene_scale = 1.0
         self.stop_requested = False
+        self.imaging_opt: Optional[torch.optim.Adam] = None
 
     # ------------------------------------------------------------------------------ construction
     @classmethod
@@ -131,6 +137,11 @@ class Trainer:
             pc, tr.cfg.deform, n_frames=len(tr.data), sh_degree=tr.cfg.sh_degree,
             init_opacity=tr.cfg.init_opacity, init_scale=tr.cfg.init_scale, device=tr.device,
         )
+        centre = tr.frames[0].camera.c2w[:3, 3]
+        ref_dist = float(np.median(np.linalg.norm(pc.xyz - centre[None].astype(np.float32), axis=1))) if len(pc) else 1.0
+        tr.scene.set_imaging(build_imaging(
+            tr.cfg.imaging, [f.index for f in tr.frames], [f.time for f in tr.frames], [f.camera.c2w for f in tr.frames],
+            tr.scene_scale, max(ref_dist, 1e-6), device=tr.device))
         tr._build_optim()
         tr.folder.write_config(tr.data_path, tr.cfg)
         tr.folder.start_log()
@@ -153,6 +164,8 @@ class Trainer:
             opt.load_state_dict(ckpt["optimizers"]["gaussians"][name])
         if tr.optimizers.deform is not None:
             tr.optimizers.deform.load_state_dict(ckpt["optimizers"]["deform"])
+        if tr.imaging_opt is not None:
+            tr.imaging_opt.load_state_dict(ckpt["optimizers"]["imaging"])
         tr.strategy_state = {k: (v.to(tr.device) if isinstance(v, torch.Tensor) else v) for k, v in ckpt["strategy_state"].items()}
         tr.step = int(ckpt["step"])
         tr.elapsed = float(ckpt["elapsed_s"])
@@ -165,6 +178,8 @@ class Trainer:
     def _build_optim(self) -> None:
         cfg = self.cfg
         self.optimizers = self.scene.make_optimizers(cfg.lr, scene_scale=self.scene_scale)
+        groups = self.scene.imaging.param_groups(cfg.imaging)
+        self.imaging_opt = torch.optim.Adam(groups, eps=1e-15) if groups else None
         self.strategy = dataclasses.replace(cfg.strategy)  # the config is the strategy; a copy keeps cfg unmutated
         self.strategy.check_sanity(self.scene.params, self.optimizers.gaussians)
         self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
@@ -197,8 +212,8 @@ class Trainer:
         fr = self.frame_for_step(step)
         fine = step >= cfg.coarse_iterations
         sh = min(step // cfg.sh_degree_interval, cfg.sh_degree)
-        snap = self.scene.at(fr.time, sh_degree=sh, deform=fine)
-        out = render(snap, fr.camera, background=cfg.background, absgrad=cfg.strategy.absgrad)
+        out = render_frame(self.scene, fr.time, fr.camera, frame_index=fr.index, train=True, sh_degree=sh, deform=fine,
+                           optimize_poses=step >= cfg.imaging.pose_start, background=cfg.background, absgrad=cfg.strategy.absgrad)
         if cfg.strategy.enabled:
             self.strategy.step_pre_backward(self.scene.params, self.optimizers.gaussians, self.strategy_state, step, out.info)
         rgb = out.rgb[0]
@@ -207,6 +222,9 @@ class Trainer:
         loss.backward()
         self.optimizers.step()
         self.optimizers.zero_grad(set_to_none=True)
+        if self.imaging_opt is not None:
+            self.imaging_opt.step()
+            self.imaging_opt.zero_grad(set_to_none=True)
         if cfg.strategy.enabled:
             self.strategy.step_post_backward(self.scene.params, self.optimizers.gaussians, self.strategy_state, step, out.info, packed=False)
         self.step += 1
@@ -257,6 +275,7 @@ class Trainer:
             "optimizers": {
                 "gaussians": {k: o.state_dict() for k, o in self.optimizers.gaussians.items()},
                 "deform": None if self.optimizers.deform is None else self.optimizers.deform.state_dict(),
+                "imaging": None if self.imaging_opt is None else self.imaging_opt.state_dict(),
             },
             "strategy_state": {k: v for k, v in self.strategy_state.items() if v is None or isinstance(v, (torch.Tensor, int, float, tuple))},
             "rng": rng,
