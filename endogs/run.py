@@ -107,8 +107,9 @@ class RunFolder:
     def export_dir(self) -> Path:
         return self.path / EXPORT_DIR
 
-    def eval_dir(self, split: str) -> Path:
-        return self.path / f"{EVAL_PREFIX}{split}"
+    def eval_dir(self, split: str, native: bool = False) -> Path:
+        """``eval_<split>`` (training resolution) or ``eval_<split>_native`` (full frame size)."""
+        return self.path / f"{EVAL_PREFIX}{split}{'_native' if native else ''}"
 
     def metrics_file(self, split: str) -> Path:
         return self.eval_dir(split) / METRICS_FILE

@@ -102,13 +102,13 @@ def test_metrics_recomputed_independently_and_only_test_frames_rendered(trained,
 
     scene, run = trained
     rendered = []
-    real = E.render_frame
+    real = E.render_numpy
 
-    def spy(model, t, camera, background=None):
+    def spy(model, t, camera, frame_index=None, background=None):
         rendered.append(t)
-        return real(model, t, camera, background)
+        return real(model, t, camera, frame_index, background)
 
-    monkeypatch.setattr(E, "render_frame", spy)
+    monkeypatch.setattr(E, "render_numpy", spy)
     res = evaluate_run(run, EvalOptions(output=tmp_path / "ev", images=False, video=False, plots=False, fps_min_time=0,
                                         fps_warmup=0))
     train, test = log_split(run)

@@ -24,9 +24,9 @@ def evaluate_run(run_dir: Path, options: Optional[E.EvalOptions] = None,
     folder = RunFolder(run_dir)
     run = folder.open(opt.device, data=opt.data, need_data=True)
     result = E.evaluate(run, run.dataset, opt, log)
-    out = Path(opt.output) if opt.output is not None else folder.eval_dir(opt.split)
+    out = Path(opt.output) if opt.output is not None else folder.eval_dir(opt.split, native=opt.resolution == "native")
     out.mkdir(parents=True, exist_ok=True)
-    src = E.FrameSource(run.dataset, run.config.data.downscale or 1.0)
+    src = E.FrameSource(run.dataset, E.eval_downscale(run.config, opt))
     R.write_report(out, result.report, result.per_frame, run.log(),
                    panels=E.frame_panels(result, src) if opt.images else None,
                    sequence=E.sequence_frames(result, src, run.scene, run.config.background) if opt.video else None,
