@@ -79,7 +79,15 @@ def spec(path: Positional[Path], out: Path) -> None:
     plan_batch(path, out)
 
 
-PROBES = {"video": video, "calib": calib, "preset": preset, "spec": spec}
+def scene(path: Positional[Path], crop_left: int = 4) -> None:
+    """`endogs info` of a Hamlyn scene with its crop option (the tiny fixture is narrower than the default crop)."""
+    from endogs.data import load_scene
+    from endogs.data.summary import format_summary, summarize_scene
+
+    print(format_summary(summarize_scene(load_scene(path, format="hamlyn", crop_left=crop_left), max_frames=50)))
+
+
+PROBES = {"scene": scene, "video": video, "calib": calib, "preset": preset, "spec": spec}
 
 
 # ---------------------------------------------------------------- byte mutations
@@ -405,7 +413,7 @@ def case_hamlyn(rng, d: Path) -> Case:
         m = "gt-depth-" + mutate_file(rng, pick(rng, root / "gt_depth"))
     else:
         m = mutate_masks(rng, root / "gt_masks")
-    return Case("hamlyn", m, _info(root))
+    return Case("hamlyn", m, ["scene", str(root), "--crop-left", "4"], PROBES)
 
 
 def _write_video(path: Path, n: int = 6) -> None:

@@ -31,7 +31,7 @@ def test_the_fuzz_covers_every_family_with_both_outcomes(outcomes):
         assert v["cases"] >= 20, (fam, v)
         assert v["refused"] > 0, (fam, v)  # the mutations do break things
     # most families also keep some mutations loadable (a bit flip in pixel data, an absent optional key)
-    assert sum(v["loaded"] > 0 for v in s.values()) >= 6, s
+    assert all(v["loaded"] > 0 for v in s.values()), s
     refused = [o for o in outcomes if o.rc == 2]
     assert all(o.stderr.strip().startswith("endogs: error: ") and "\n" not in o.stderr.strip() for o in refused)
 
@@ -74,7 +74,7 @@ def test_harness_catches_tracebacks_hangs_and_noise(tmp_path):
 
 def test_subprocess_matches_in_process(tmp_path):
     """A handful of cases as real `python -m endogs info` processes give the same status and stderr."""
-    cases = [(d, c) for d, c in fz.generate(tmp_path, 40, 5, ["endonerf", "scared", "hamlyn", "scared-keyframe"])]
+    cases = [(d, c) for d, c in fz.generate(tmp_path, 40, 5, ["endonerf", "scared", "scared-keyframe"])]
     picked, seen = [], set()
     for d, c in cases:  # both outcomes, several mutations
         o = fz.run_in_process(c)
