@@ -9,10 +9,18 @@ fx = fy = 0.9 W. "fwd" is ``render()`` with gradients enabled; "fwd+bwd" adds
 ``(rgb.sum() + depth.sum()).backward()`` into means, quats, scales, opacities and colours.
 Times are medians over ``--repeats`` runs after ``--warmup`` runs.
 
+On CPU every case is run with each rasterizer of ``--cpu-backends`` (default ``numba,torch``:
+the compiled kernels and the pure-PyTorch reference), one after the other in the same
+invocation, and a ``speedup`` line per case compares their fwd+bwd medians.
+``--jit`` instead measures the numba kernels' first-call cost: a fresh process with an empty
+on-disk cache (cold) and one with the cache it left (warm).
+
 Examples:
     python scripts/bench_render.py                              # all 9 cases, each in its own process
     python scripts/bench_render.py --cases 20k@320x256 --repeats 9
     python scripts/bench_render.py --device cuda --backend gsplat
+    python scripts/bench_render.py --cases 20k@320x256,100k@640x512 --threads 2
+    python scripts/bench_render.py --jit
 """
 
 from __future__ import annotations
@@ -66,7 +74,8 @@ def make_camera(width: int, height: int):
 
 
 def run_case(
-    case: str, device: str, backend: str, repeats: int, warmup: int, threads: int, tile_size: int = 0
+    case: str, device: str, backend: str, repeats: int, warmup: int, threads: int, tile_size: int = 0,
+    cpu_backend: str = "auto",
 ) -> Dict:
     """Time one case in this process and return its JSON record."""
     import torch
@@ -93,7 +102,9 @@ def run_case(
             p.grad = None
         sync()
         c0, t0 = time.process_time(), time.perf_counter()
-        out = render(snap, cam, backend=backend, **({"tile_size": tile_size} if tile_size > 0 else {}))
+        out = render(
+            snap, cam, backend=backend, cpu_backend=cpu_backend, **({"tile_size": tile_size} if tile_size > 0 else {})
+        )
         sync()
         t1 = time.perf_counter()
         (out.rgb.sum() + out.depth.sum()).backward()
@@ -111,6 +122,7 @@ def run_case(
         "height": height,
         "device": device,
         "backend": out.backend,
+        "cpu_backend": out.info.get("cpu_backend"),
         "fwd_ms": round(statistics.median(fwd), 2),
         "fwd_bwd_ms": round(statistics.median(fwd_bwd), 2),
         "fwd_ms_min": round(min(fwd), 2),
@@ -145,6 +157,8 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument(
         "--in-process", action="store_true", help="run all cases in this process (peak RSS is then cumulative)"
     )
+    ap.add_argument("--cpu-backends", default="numba,torch", help="CPU rasterizers to compare (comma-separated)")
+    ap.add_argument("--jit", action="store_true", help="measure numba's cold and warm first-call time instead")
     ap.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
     args = ap.parse_args(argv)
 
@@ -157,36 +171,92 @@ def main(argv: List[str] | None = None) -> int:
     for c in cases:
         parse_case(c)
 
+    if args.jit:
+        print(json.dumps(measure_jit(args.threads)))
+        return 0
+    cpu_backends = ["auto"] if device != "cpu" else [b.strip() for b in args.cpu_backends.split(",") if b.strip()]
+    single = len(cases) == 1 and len(cpu_backends) == 1
     failures = 0
     for case in cases:
-        if args.in_process or len(cases) == 1:
-            try:
-                rec = run_case(case, device, args.backend, args.repeats, args.warmup, args.threads, args.tile_size)
-            except Exception as exc:  # report and carry on with the other cases
-                rec = {"case": case, "device": device, "error": f"{type(exc).__name__}: {exc}"}
-            line = json.dumps(rec)
-        else:
-            cmd = [
-                sys.executable, __file__, "--cases", case, "--device", device, "--backend", args.backend,
-                "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--threads", str(args.threads),
-                "--tile-size", str(args.tile_size),
-            ]  # fmt: skip
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                line = json.dumps({"case": case, "device": device, "error": f"rc={proc.returncode}: {tail}"})
+        fwd_bwd: Dict[str, float] = {}
+        for cpu_backend in cpu_backends:
+            if args.in_process or single:
+                try:
+                    rec = run_case(
+                        case, device, args.backend, args.repeats, args.warmup, args.threads, args.tile_size, cpu_backend
+                    )
+                except Exception as exc:  # report and carry on with the other cases
+                    rec = {"case": case, "device": device, "error": f"{type(exc).__name__}: {exc}"}
+                line = json.dumps(rec)
             else:
-                line = lines[-1]
-        if '"error"' in line:
-            failures += 1
-        print(line, flush=True)
-        if args.out is not None:
-            with open(args.out, "a") as fh:
-                fh.write(line + "\n")
-    if len(cases) > 1 or args.in_process:
+                cmd = [
+                    sys.executable, __file__, "--cases", case, "--device", device, "--backend", args.backend,
+                    "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--threads", str(args.threads),
+                    "--tile-size", str(args.tile_size), "--cpu-backends", cpu_backend,
+                ]  # fmt: skip
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+                if proc.returncode != 0 or not lines:
+                    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                    line = json.dumps({"case": case, "device": device, "error": f"rc={proc.returncode}: {tail}"})
+                else:
+                    line = lines[-1]
+            if '"error"' in line:
+                failures += 1
+            else:
+                fwd_bwd[cpu_backend] = json.loads(line)["fwd_bwd_ms"]
+            _emit(line, args.out)
+        if "numba" in fwd_bwd and "torch" in fwd_bwd:
+            ratio = round(fwd_bwd["torch"] / fwd_bwd["numba"], 2)
+            _emit(json.dumps({"case": case, "speedup_fwd_bwd_numba_vs_torch": ratio, **{f"{k}_ms": v for k, v in fwd_bwd.items()}}), args.out)
+    if not single or args.in_process:
         print(json.dumps({"summary": True, "host": platform.node(), "cpus": os.cpu_count(), "failures": failures}))
     return 1 if failures else 0
+
+
+def _emit(line: str, out: Path | None) -> None:
+    print(line, flush=True)
+    if out is not None:
+        with open(out, "a") as fh:
+            fh.write(line + "\n")
+
+
+_JIT_PROBE = """
+import time, torch
+t0 = time.perf_counter()
+from endogs.render import render
+from endogs.render.reference import pinhole_camera, synthetic_scene
+s = synthetic_scene(2000, seed=0)
+s.means.requires_grad_()
+t1 = time.perf_counter()
+out = render(s, pinhole_camera(160, 128), cpu_backend="numba")
+(out.rgb.sum() + out.depth.sum()).backward()
+t2 = time.perf_counter()
+out = render(s, pinhole_camera(160, 128), cpu_backend="numba")
+(out.rgb.sum() + out.depth.sum()).backward()
+t3 = time.perf_counter()
+print((t2 - t1) * 1e3, (t3 - t2) * 1e3)
+"""
+
+
+def measure_jit(threads: int) -> Dict:
+    """First render+backward in a fresh process with an empty numba cache (cold), then warm."""
+    import tempfile
+
+    rec: Dict = {"jit": True, "load_avg_1m": round(os.getloadavg()[0], 2)}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
+        if threads > 0:
+            env["OMP_NUM_THREADS"] = str(threads)
+        for name in ("cold", "warm"):
+            proc = subprocess.run([sys.executable, "-c", _JIT_PROBE], capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                raise SystemExit(f"jit probe failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+            first, second = (float(x) for x in proc.stdout.split())
+            rec[f"{name}_first_call_ms"] = round(first, 1)
+            rec[f"{name}_second_call_ms"] = round(second, 1)
+        rec["cache_files"] = sum(len(f) for _, _, f in os.walk(cache))
+    return rec
 
 
 if __name__ == "__main__":
