@@ -21,9 +21,11 @@ from endogs.model.pose import PoseCorrections
 class ImagingConfig:
     """Camera refinement and endoscope appearance (tyro turns the docstrings into ``--help``)."""
 
-    refine_poses: Optional[bool] = None
-    """Refine a per-frame SE(3) correction of every training camera; None = on when the scene's
-    cameras move (prepared videos, SCARED), off for fixed-camera scenes (EndoNeRF identity poses)."""
+    refine_poses: Optional[bool] = False
+    """Refine a per-frame SE(3) correction of every training camera; None = auto: on when the scene's
+    cameras move (prepared videos, SCARED), off for fixed-camera scenes (EndoNeRF identity poses).
+    Off by default for now: on the synthetic drift benchmark (scripts/bench_pose.py) refinement cut
+    the pose error but did not yet raise held-out PSNR (docs/BENCHMARKS.md)."""
 
     pose_lr: float = 5e-4
     """Adam rate of the pose corrections (radians; translations in units of the scene scale)."""
