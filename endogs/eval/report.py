@@ -35,7 +35,8 @@ from endogs.utils.image import colorize_depth
 CSV_COLUMNS = ["method", "frame", "name", "time", "psnr", "psnr_legacy", "psnr_full", "ssim", "ssim_masked", "lpips",
                "tissue_fraction", "depth_rmse", "depth_absrel", "depth_pixels", "input_depth_rmse", "input_depth_absrel",
                "source_frames"]
-LABELS = {"model": "model", "nearest_train": "nearest train frame", "neighbour_mean": "neighbour mean",
+LABELS = {"model": "model", "model_pose_aligned": "model, test-time pose alignment (fits test frames)",
+          "nearest_train": "nearest train frame", "neighbour_mean": "neighbour mean",
           "train_mean": "train mean"}
 ERROR_MAP_MAX = 0.25  # |render - gt| (channel mean) shown at full colour
 

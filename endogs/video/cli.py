@@ -106,17 +106,29 @@ def reconstruct(
     tr.train(progress=not quiet)
     log("== 3/3 evaluate")
     result = evaluate_run(tr.run_dir, EvalOptions(device=device, video=eval_video), log=log)
+    native = None
+    if tuple(result.report["protocol"]["resolution"]) != (tr.data.width, tr.data.height):
+        native = evaluate_run(tr.run_dir, EvalOptions(device=device, video=False, resolution="native"), log=log)
     m = result.report["metrics"].get("model", {})
     lines = [
         f"scene: {prep.root} ({prep.n_frames} frames, poses {prep.pose_report.method}"
         + (f", {len(prep.pose_report.failures)} fallback steps" if prep.pose_report.failures else "") + ")",
         f"run: {tr.run_dir}",
-        f"test frames {result.report['protocol']['frames']}: PSNR {_fmt(m.get('psnr'))} dB (masked), "
-        f"SSIM {_fmt(m.get('ssim'), 4)}, LPIPS {_fmt(m.get('lpips'), 4)}",
+        f"test frames {result.report['protocol']['frames']} at the training resolution {_size(result)}: "
+        f"PSNR {_fmt(m.get('psnr'))} dB (masked), SSIM {_fmt(m.get('ssim'), 4)}, LPIPS {_fmt(m.get('lpips'), 4)}",
+        *([] if native is None else [
+            f"the same frames at the native resolution {_size(native)}: PSNR {_fmt(native.summary['model'].get('psnr'))} dB "
+            f"(masked), SSIM {_fmt(native.summary['model'].get('ssim'), 4)} (report: {native.out_dir / REPORT_FILE})"]),
+        f"verdict: {result.report['verdict']['text']}",
         f"report: {result.out_dir / REPORT_FILE}",
         f"view: endogs view {tr.run_dir}",
     ]
     print("\n".join(lines))
+
+
+def _size(result) -> str:
+    w, h = result.report["protocol"]["resolution"]
+    return f"{w}x{h}"
 
 
 def _fmt(v, digits: int = 2) -> str:
