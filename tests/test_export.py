@@ -135,7 +135,7 @@ def test_all_kinds_depth_video_and_index(trained, tmp_path):
     import open3d as o3d
 
     from endogs.data import load_scene
-    from endogs.eval.evaluate import render_frame
+    from endogs.eval.evaluate import render_numpy as render_frame
     from endogs.run import load_run
 
     scene_dir, run = trained

@@ -30,6 +30,7 @@ import torch
 import tyro
 from typing_extensions import Annotated
 
+from endogs import view
 from endogs.camera import Camera
 from endogs.errors import ConfigError, DataError
 from endogs.eval.io import write_json
@@ -218,7 +219,9 @@ class Exporter:
         return downscaled_size(cam.width, cam.height, self.downscale)
 
     def camera(self, i: int) -> Camera:
-        cam = self.data.frames[i].camera
+        """Frame ``i``'s camera at export resolution, at its refined pose when the run refined poses."""
+        f = self.data.frames[i]
+        cam = f.camera.with_pose(view.frame_pose(self.scene, i, f.time, f.camera.c2w))
         w, h = self._size()
         return cam if (w, h) == (cam.width, cam.height) else cam.resized(w, h)
 
