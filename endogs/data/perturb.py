@@ -11,15 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from endogs.data.types import Scene
-
-
-def _rotvec_to_matrix(w: np.ndarray) -> np.ndarray:
-    theta = float(np.linalg.norm(w))
-    if theta < 1e-12:
-        return np.eye(3)
-    k = w / theta
-    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(theta) * K + (1 - np.cos(theta)) * (K @ K)
+from endogs.utils.geometry import rotvec_to_matrix
 
 
 def drifting_perturbation(times: np.ndarray, trans_sigma: float, rot_deg: float, seed: int = 0, harmonics: int = 3) -> np.ndarray:
@@ -38,7 +30,7 @@ def drifting_perturbation(times: np.ndarray, trans_sigma: float, rot_deg: float,
     curves[:, 3:] *= trans_sigma
     out = np.repeat(np.eye(4)[None], len(t), axis=0)
     for i, c in enumerate(curves):
-        out[i, :3, :3] = _rotvec_to_matrix(c[:3])
+        out[i, :3, :3] = rotvec_to_matrix(c[:3])
         out[i, :3, 3] = c[3:]
     return out
 

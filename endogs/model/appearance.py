@@ -24,23 +24,17 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from endogs.model.pose import time_bracket
+from endogs.utils.geometry import quat_to_rotmat
 
 
 def gaussian_normals(quats: Tensor, scales: Tensor) -> Tensor:
     """Unit normals [N, 3]: the rotation axis of each Gaussian's smallest scale."""
-    q = F.normalize(quats, dim=-1)
-    w, x, y, z = q.unbind(-1)
-    # columns of the rotation matrix of (w, x, y, z)
-    c0 = torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)], dim=-1)
-    c1 = torch.stack([2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)], dim=-1)
-    c2 = torch.stack([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)], dim=-1)
-    cols = torch.stack([c0, c1, c2], dim=1)  # [N, 3 (axis), 3 (xyz)]
+    R = quat_to_rotmat(quats)  # [N, 3, 3]; column j = local axis j
     idx = scales.detach().argmin(dim=-1)
-    return cols[torch.arange(cols.shape[0], device=cols.device), idx]
+    return R[torch.arange(R.shape[0], device=R.device), :, idx]
 
 
 class HeadLight(nn.Module):

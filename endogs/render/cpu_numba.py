@@ -33,13 +33,11 @@ import torch
 from numba import njit, prange
 from torch import Tensor
 
+from .cpu import _CULL_SLACK, _LN_255, T_STOP  # one definition of the compositing constants
 from .projection import ALPHA_MAX, ALPHA_THRESHOLD
 
 #: Default tile edge in pixels of the compiled path (a speed knob only).
 DEFAULT_TILE_SIZE = 8
-T_STOP = 1e-4
-_CULL_SLACK = 1e-3
-_LN_255 = math.log(255.0)
 
 
 @dataclass

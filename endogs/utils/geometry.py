@@ -1,7 +1,9 @@
-"""Rotations: the one quaternion -> rotation matrix (torch; numpy callers convert)."""
+"""Rotations: the one quaternion -> rotation matrix (torch; numpy callers convert) and the one numpy
+rotation vector -> matrix (Rodrigues)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,3 +34,13 @@ def quat_to_rotmat(quats: Tensor, gaussian_axis_last: bool = False) -> Tensor:
     if gaussian_axis_last:
         return torch.stack(rows, dim=0).view(3, 3, -1)  # [3, 3, N]
     return torch.stack(rows, dim=-1).reshape(q.shape[:-1] + (3, 3))  # [..., 3, 3]
+
+
+def rotvec_to_matrix(w: np.ndarray) -> np.ndarray:
+    """3x3 rotation matrix (float64) of a rotation vector (axis * angle in radians), Rodrigues."""
+    th = float(np.linalg.norm(w))
+    if th < 1e-15:
+        return np.eye(3)
+    k = np.asarray(w, dtype=np.float64) / th
+    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(th) * Kx + (1 - np.cos(th)) * (Kx @ Kx)

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from endogs.data.synthetic.config import SyntheticConfig, _CHUNK
+from endogs.utils.geometry import rotvec_to_matrix
 
 def _smoothstep(t):
     t = np.clip(t, 0.0, 1.0)
@@ -24,15 +25,6 @@ def _normals_from_grad(hx, hy) -> np.ndarray:
     """Unit normals [3,...] of z = h(x, y) from its gradient, pointing towards -z (the camera side)."""
     inv = 1.0 / np.sqrt(hx * hx + hy * hy + 1.0)
     return np.stack([hx * inv, hy * inv, -inv])
-
-
-def _rodrigues(w: np.ndarray) -> np.ndarray:
-    th = float(np.linalg.norm(w))
-    if th < 1e-15:
-        return np.eye(3)
-    k = w / th
-    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(th) * Kx + (1 - np.cos(th)) * (Kx @ Kx)
 
 
 class _Noise:
@@ -265,7 +257,7 @@ class _SceneModel:
             s = self.s
             tr = np.array([3.5 * t, -2.0 * np.sin(np.pi * t), 2.5 * t * t]) * s * a
             w = np.deg2rad(np.array([2.5 * np.sin(np.pi * t), -3.0 * t, 2.0 * t * t])) * a
-            m[:3, :3] = _rodrigues(w)
+            m[:3, :3] = rotvec_to_matrix(w)
             m[:3, 3] = tr
         return m
 
