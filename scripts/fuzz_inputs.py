@@ -455,7 +455,7 @@ def case_calib(rng, d: Path) -> Case:
 
 def case_preset(rng, d: Path) -> Case:
     names = ["fast", "demo", "default", "scared", "endonerf", "stereomis"]
-    src = REPO / "configs" / f"{names[int(rng.integers(0, len(names)))]}.yaml"
+    src = REPO / "endogs" / "configs" / f"{names[int(rng.integers(0, len(names)))]}.yaml"
     p = d / "preset.yaml"
     shutil.copy(src, p)
     m = mutate_yaml_file(rng, p)

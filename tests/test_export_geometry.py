@@ -41,7 +41,7 @@ def gt_dynamic_scene(syn, stride: int = STRIDE, margin: float = 0.1, opacity: fl
         "sh0": torch.tensor((syn.albedo[0][v, u] - 0.5) / SH_C0, dtype=torch.float32)[:, None, :],
         "shN": torch.zeros(n, 0, 3),
     })
-    dc = BasisConfig(position=True, rotation=False, scale=False, color=False, num_rbf=T)
+    dc = BasisConfig(position=True, rotation=False, scale=False, color=False, num_rbf=T, max_offset=0.0)  # exact linear placement
     flat = P.reshape(-1, 3)
     scene = DynamicScene.build(g, dc, n_frames=T, aabb=np.stack([flat.min(0), flat.max(0)]))
     field = scene.deform
