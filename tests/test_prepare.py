@@ -212,6 +212,7 @@ def test_reconstruct_prepares_trains_and_evaluates(tmp_path, capsys, monkeypatch
     out = capsys.readouterr().out
     assert rc == 0
     assert f"run: {tmp_path / 'run'}" in out and f"endogs view {tmp_path / 'run'}" in out
-    assert "test frames [1]: PSNR" in out and "SSIM" in out and "poses identity" in out
+    assert "test frames [1] at the training resolution" in out and "PSNR" in out and "SSIM" in out and "poses identity" in out
+    assert "verdict:" in out
     metrics = json.loads((tmp_path / "run" / "eval_test" / "metrics.json").read_text())
     assert np.isfinite(metrics["metrics"]["model"]["psnr"])
