@@ -25,6 +25,8 @@ if bad:
     sys.exit(f"wheel check: the wheel installs top-level {bad}; only endogs belongs there")
 if "endogs/configs/demo.yaml" not in names:
     sys.exit("wheel check: the wheel lacks the presets (endogs/configs/*.yaml)")
+if "endogs/viewer/app.py" not in names:
+    sys.exit("wheel check: the wheel lacks the viewer (endogs/viewer/)")
 print(f"wheel check: {len(names)} files, top level {top}")
 PY
 "$VPY" -m pip install -q "$WHEEL"
