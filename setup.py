@@ -13,7 +13,8 @@ setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # only the endogs namespace; the repository's viewer/, scripts/ and configs/benchmark/ stay in the checkout
+    # only the endogs namespace (the viewer is endogs.viewer; it has no data files: viser ships its web client);
+    # the repository's scripts/ and configs/benchmark/ stay in the checkout
     packages=find_packages(include=["endogs", "endogs.*"]),
     package_data={"endogs.configs": ["*.yaml"]},
     install_requires=[

@@ -87,13 +87,7 @@ def _registry() -> dict:
     from endogs.export.cli import export
     from endogs.train.cli import TrainArgs
     from endogs.video.cli import prepare, reconstruct
-
-    try:
-        from viewer.cli import view
-    except ImportError:  # an install without the repository's viewer/ package (the wheel, for now)
-        def view() -> None:
-            """Serve a trained run in the browser (needs the repository's viewer/ package)."""
-            raise EndogsError("endogs view needs the viewer package, which this install lacks; run it from a source checkout (pip install -e .)")
+    from endogs.viewer.cli import view
 
     return {
         "info": info,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark the viewer's render function (``viewer.core.ViewRenderer``) on a trained run.
+"""Benchmark the viewer's render function (``endogs.viewer.core.ViewRenderer``) on a trained run.
 
 It calls the render function exactly as nerfview does (``render_fn(camera_state, render_tab_state)``,
 including, with ``--trace``, nerfview's ``sys.settrace`` interrupt hook that is active during real
@@ -91,7 +91,7 @@ def bench(args) -> list[dict]:
 
     torch.set_num_threads(args.threads)
     from endogs.run import load_run
-    from viewer.core import RenderSettings, StaticSource, ViewRenderer
+    from endogs.viewer.core import RenderSettings, StaticSource, ViewRenderer
 
     run = make_demo_run(Path(args.demo), args.iterations) if args.demo else Path(args.run)
     t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the endogs wheel, install it into a fresh virtual environment (CPU torch first) and run
 # the installed `endogs` from a directory outside the checkout: the presets must ship in the
-# package, and the wheel must hold only the endogs namespace.
+# package, the viewer (endogs.viewer) must import and `endogs view --help` run, and the wheel must
+# hold only the endogs namespace.
 #   scripts/wheel_check.sh            (PYTHON=python3.11 to pick the interpreter)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,6 +25,8 @@ if bad:
     sys.exit(f"wheel check: the wheel installs top-level {bad}; only endogs belongs there")
 if "endogs/configs/demo.yaml" not in names:
     sys.exit("wheel check: the wheel lacks the presets (endogs/configs/*.yaml)")
+if "endogs/viewer/app.py" not in names:
+    sys.exit("wheel check: the wheel lacks the viewer (endogs/viewer/)")
 print(f"wheel check: {len(names)} files, top level {top}")
 PY
 "$VPY" -m pip install -q "$WHEEL"
@@ -31,6 +34,9 @@ ENDOGS="$WORK/venv/bin/endogs"
 
 cd "$WORK"  # outside the checkout: nothing may resolve from the source tree
 "$VPY" -c "import endogs, sys; assert '$ROOT' not in endogs.__file__, endogs.__file__"
+"$VPY" -c "import endogs.viewer.app, endogs.viewer.cli, endogs.viewer.live; assert '$ROOT' not in endogs.viewer.app.__file__"
+"$ENDOGS" view --help > view-help.txt
+grep -q "usage: endogs view" view-help.txt
 "$ENDOGS" synthetic scene --width 64 --height 48 --n-frames 8
 "$ENDOGS" info scene
 "$ENDOGS" train scene --preset demo --iterations 20 --output run --quiet

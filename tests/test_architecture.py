@@ -16,13 +16,13 @@ KNOWN_CYCLES: list[list[str]] = []
 TRAINING = {"endogs.train.trainer"}
 # Modules that only read runs. (endogs.eval.benchmark, endogs.batch.task and endogs.video.cli train, so
 # they import the trainer inside the function that trains.)
-READERS = ("endogs.eval", "endogs.export", "viewer")
-TRAINS = {"endogs.eval", "endogs.eval.benchmark", "endogs.eval.cli", "viewer.live"}  # endogs.eval: run_benchmark
+READERS = ("endogs.eval", "endogs.export", "endogs.viewer")
+TRAINS = {"endogs.eval", "endogs.eval.benchmark", "endogs.eval.cli", "endogs.viewer.live"}  # endogs.eval: run_benchmark
 
 
 def test_graph_resolves_relative_and_from_imports():
     g = G.graph(lazy=False)
-    assert "viewer.core" in g["viewer.app"]  # from .core import ...
+    assert "endogs.viewer.core" in g["endogs.viewer.app"]  # from .core import ...
     assert "endogs.run" in g["endogs.train.trainer"]
     assert "endogs.model.scene" in g["endogs.model"]  # the package re-exports its modules
     assert "endogs.train.trainer" in G.graph(lazy=True)["endogs.eval.benchmark"]  # inside a function
@@ -44,7 +44,7 @@ def test_evaluation_and_report_do_not_import_each_other():
 def test_readers_do_not_reach_the_training_loop():
     g = G.graph(lazy=True)
     readers = [m for m in g if m.startswith(READERS) and m not in TRAINS]
-    assert "endogs.eval.evaluate" in readers and "endogs.export.exporter" in readers and "viewer.cli" in readers
+    assert "endogs.eval.evaluate" in readers and "endogs.export.exporter" in readers and "endogs.viewer.cli" in readers
     for m in readers:
         bad = G.reachable(g, m) & TRAINING
         assert not bad, f"{m} reaches {sorted(bad)}"
@@ -52,7 +52,7 @@ def test_readers_do_not_reach_the_training_loop():
 
 def test_importing_the_readers_does_not_load_the_trainer():
     code = ("import sys; import endogs.eval.evaluate, endogs.eval.report, endogs.export.exporter, endogs.run, "
-            "viewer.cli, viewer.app, endogs.batch.runner, endogs.video.cli; "
+            "endogs.viewer.cli, endogs.viewer.app, endogs.batch.runner, endogs.video.cli; "
             "print(sorted(m for m in sys.modules if m in %r))" % (sorted(TRAINING),))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=G.ROOT)
     assert r.returncode == 0, r.stderr
@@ -84,7 +84,7 @@ def _strings(tree: ast.AST):
 
 def offending_literals() -> list[str]:
     out = []
-    for pkg in ("endogs", "viewer", "scripts"):
+    for pkg in ("endogs", "scripts"):
         for f in sorted((G.ROOT / pkg).rglob("*.py")):
             if f == G.ROOT / "endogs" / "run.py":
                 continue

@@ -24,7 +24,7 @@ import torch
 from endogs.camera import Camera
 from endogs.render import render
 from endogs.snapshot import Snapshot
-from viewer.core import (
+from endogs.viewer.core import (
     CPU_MAX_RES_MOVING,
     CPU_MAX_RES_STILL,
     FULL_RES,
@@ -200,7 +200,7 @@ def test_new_model_version_invalidates_cache():
 
 
 def test_cache_is_bounded_in_bytes():
-    from viewer.core import snapshot_nbytes
+    from endogs.viewer.core import snapshot_nbytes
 
     scene = FakeScene()
     per = snapshot_nbytes(scene.at(0.0))
@@ -301,7 +301,7 @@ def free_port() -> int:
 
 
 def view_cmd(run: Path, *args) -> list[str]:
-    code = ("import sys; from endogs.cli import main; from viewer.cli import view; "
+    code = ("import sys; from endogs.cli import main; from endogs.viewer.cli import view; "
             "sys.exit(main(['view', *sys.argv[1:]], commands={'view': view}))")
     return [sys.executable, "-c", code, str(run), *map(str, args)]
 
@@ -379,7 +379,7 @@ def test_missing_run_is_a_one_line_error(tmp_path):
 
 
 def test_check_port_free():
-    from viewer.app import ViewerError, check_port_free
+    from endogs.viewer.app import ViewerError, check_port_free
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -393,7 +393,7 @@ def test_check_port_free():
 
 # ------------------------------------------------------------------------- live training
 def test_train_with_viewer_shares_the_lock_and_survives_pause(tiny_run, tmp_path, monkeypatch):
-    import viewer.live as live
+    import endogs.viewer.live as live
     from endogs.run import load_run
     from endogs.train.trainer import Trainer
 
@@ -469,7 +469,7 @@ class FakeClient:
 
 
 def test_app_controls_drive_the_settings():
-    from viewer.app import ViewerApp, start_server
+    from endogs.viewer.app import ViewerApp, start_server
 
     K = np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]])
     frames = []
@@ -531,7 +531,7 @@ def test_app_controls_drive_the_settings():
 def test_view_without_the_dataset_shows_the_model(tiny_run, tmp_path, caplog):
     import yaml
 
-    from viewer.cli import open_viewer
+    from endogs.viewer.cli import open_viewer
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

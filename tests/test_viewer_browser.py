@@ -194,7 +194,7 @@ def test_view_in_chromium(server, tmp_path):
 LIVE = """
 import sys, time
 from endogs.train.trainer import Trainer
-from viewer.live import train_with_viewer
+from endogs.viewer.live import train_with_viewer
 _step = Trainer.train_step
 def paced_step(self):  # at least 0.1 s a step, so a fast machine cannot finish before the browser pauses it
     t0 = time.perf_counter(); out = _step(self); time.sleep(max(0.0, 0.1 - (time.perf_counter() - t0))); return out

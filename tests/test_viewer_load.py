@@ -67,7 +67,7 @@ def test_client_protocol_round_trip(run):
 
 def test_all_interfaces_keeps_its_warning(monkeypatch, capsys, tmp_path):
     """`endogs view --host 0.0.0.0` warns that anyone on the network can open it (checked without binding)."""
-    import viewer.cli as vcli
+    import endogs.viewer.cli as vcli
 
     closed = []
 

@@ -92,7 +92,7 @@ def run(args: TrainArgs) -> Path:
     from endogs.train.trainer import Trainer
 
     if args.viewer:  # fail before creating a run folder
-        from viewer.app import check_port_free
+        from endogs.viewer.app import check_port_free
 
         check_port_free("127.0.0.1", args.port)
     if args.resume is not None:
@@ -105,7 +105,7 @@ def run(args: TrainArgs) -> Path:
     print(f"training {tr.data_path} on {tr.device.type}: {len(tr.frames)} train frames, {tr.scene.num_gaussians} Gaussians, "
           f"{tr.cfg.iterations} iterations -> {tr.run_dir}", file=sys.stderr)
     if args.viewer:
-        from viewer.live import train_with_viewer
+        from endogs.viewer.live import train_with_viewer
 
         train_with_viewer(tr, port=args.port, progress=not args.quiet)
     else:

@@ -47,7 +47,7 @@ def open_viewer(
     next_free_port: bool = False,
     device: Literal["auto", "cpu", "cuda"] = "auto",
 ):
-    """Load ``run`` and start serving it; returns the :class:`viewer.app.ViewerApp` (call ``close()``)."""
+    """Load ``run`` and start serving it; returns the :class:`endogs.viewer.app.ViewerApp` (call ``close()``)."""
     from endogs.run import RunFolder
 
     from .app import ViewerApp, start_server, viewer_url

@@ -1,10 +1,10 @@
 """The browser viewer: a viser server, a nerfview ``Viewer`` and the endogs controls.
 
-:class:`ViewerApp` wires a :class:`~viewer.core.ViewRenderer` to a GUI (time slider with play/pause,
+:class:`ViewerApp` wires a :class:`~endogs.viewer.core.ViewRenderer` to a GUI (time slider with play/pause,
 speed and loop; endoscope snapping; render modes; depth range; background; splat scale;
 resolution caps; the input frame nearest to the current time) and a playback thread. It serves a
 finished run (``endogs view``) and a run in training (``endogs train --viewer``, see
-:mod:`viewer.live`).
+:mod:`endogs.viewer.live`).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class ViewerApp:
 
     Args:
         server: a started ``viser.ViserServer``.
-        source: the scene and its version (see :class:`viewer.core.SceneSource`).
+        source: the scene and its version (see :class:`endogs.viewer.core.SceneSource`).
         frames: the input video frames (objects with ``time``, ``camera`` and ``image`` float
             [H, W, 3]), for endoscope snapping and the comparison image.
         device: where the scene lives (sets the resolution-cap defaults).

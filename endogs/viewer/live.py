@@ -19,7 +19,7 @@ YIELD_S = 0.002
 
 
 class TrainerSource:
-    """The trainer's scene, versioned by its step (for :class:`viewer.core.ViewRenderer`)."""
+    """The trainer's scene, versioned by its step (for :class:`endogs.viewer.core.ViewRenderer`)."""
 
     def __init__(self, trainer: Any):
         self.trainer = trainer
