@@ -311,7 +311,7 @@ class Trainer:
     def _diverged(self) -> None:
         self._log({"event": "nonfinite_stop", "step": self.step, "skipped_nonfinite": self.skipped_nonfinite})
         raise TrainingDiverged(f"training turned non-finite: {self.nonfinite_streak} steps in a row (to step {self.step}) had a NaN "
-                               f"or infinite loss or gradient and were skipped; the last good checkpoint is kept; lower the "
+                               f"or infinite loss, gradient or parameter and were skipped; the last good checkpoint is kept; lower the "
                                f"learning rates (--lr.*, --deform.*) or the new loss weights and resume (endogs train --resume "
                                f"{self.run_dir}) or retrain", self.folder.checkpoint_file)
 
