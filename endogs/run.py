@@ -73,6 +73,17 @@ def load_data(path: Path, cfg: "TrainConfig") -> "Scene":
     return load_scene(path, format=cfg.data.format, split=cfg.data.split, **opts)
 
 
+def _torch_save(obj: Any, path: Path) -> None:
+    """torch.save through a Python file: a full disk then raises OSError(ENOSPC), not a bare RuntimeError."""
+    try:
+        with open(path, "wb") as f:
+            torch.save(obj, f)
+    except RuntimeError as exc:  # torch's zip writer masks the write's OSError with its own error
+        if isinstance(exc.__context__, OSError):
+            raise exc.__context__ from None
+        raise
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """The files of one run folder (nothing is read until asked)."""
@@ -165,7 +176,7 @@ class RunFolder:
         self.log_file.write_text("")
 
     def append_log(self, record: dict[str, Any]) -> None:
-        with open(self.log_file, "a") as f:
+        with fs.disk_full_is_one_line(self.log_file), open(self.log_file, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def read_log(self) -> list[dict[str, Any]]:
@@ -198,7 +209,7 @@ class RunFolder:
     def save_checkpoint(self, state: dict[str, Any]) -> Path:
         """Write ``state`` (plus the format version) atomically: torch.save to a temporary name, fsync, rename."""
         ckpt = {"version": CHECKPOINT_VERSION, **state}
-        return fs.atomic_write(self.checkpoint_file, lambda p: torch.save(ckpt, p), fsync=True)
+        return fs.atomic_write(self.checkpoint_file, lambda p: _torch_save(ckpt, p), fsync=True)
 
     def load_checkpoint(self) -> dict[str, Any]:
         """The checkpoint's content on the CPU (whatever device saved it); one-line errors for a missing,

@@ -118,6 +118,11 @@ class TrainConfig:
     checkpoint_every: int = 500
     """Steps between resumable checkpoints."""
 
+    max_nonfinite_steps: int = 5
+    """A step whose loss or gradients are NaN/inf is skipped (no optimizer step; counted as
+    ``skipped_nonfinite`` in the log); this many in a row stop training with an error, keeping the
+    last checkpoint saved with finite parameters."""
+
     data: DataOptions = field(default_factory=DataOptions)
     init: InitConfig = field(default_factory=InitConfig)
     deform: DeformConfig = field(default_factory=HexPlaneConfig)
@@ -141,6 +146,8 @@ class TrainConfig:
             raise ConfigError(f"data.downscale must be >= 1, got {self.data.downscale}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("checkpoint_every and log_every must be >= 1")
+        if self.max_nonfinite_steps < 1:
+            raise ConfigError(f"max_nonfinite_steps must be >= 1, got {self.max_nonfinite_steps}")
 
     @classmethod
     def migrate_dict(cls, data: Mapping[str, Any], where: str) -> dict[str, Any]:

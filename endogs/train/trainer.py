@@ -18,11 +18,12 @@ import torch
 from endogs.camera import Camera
 from endogs.config_io import dump_yaml, merge
 from endogs.data import Scene
-from endogs.errors import ConfigError, DataError
+from endogs.errors import ConfigError, DataError, EndogsError
 from endogs.init import point_cloud_from_frames
 from endogs.model.gaussians import DEFORM_PREFIX
 from endogs.model.scene import DynamicScene, SceneOptimizers
 from endogs.model.imaging import build_imaging, cameras_move
+from endogs.render.api import RenderInputError
 from endogs.view import render_frame
 from endogs.run import RunFolder, load_data, pick_device
 from endogs.train.config import TrainConfig
@@ -31,6 +32,10 @@ from endogs.train.strategy import CappedStrategy
 from endogs.train.terms import LossInputs, term_weights, total_loss
 from endogs.utils.image import downscaled_size, resample
 from endogs.utils.progress import Progress
+
+class TrainingDiverged(EndogsError):
+    """Training met ``max_nonfinite_steps`` non-finite steps in a row."""
+
 
 @dataclass
 class TrainFrame:
@@ -116,6 +121,8 @@ class Trainer:
         self.strategy_state: dict[str, Any] = {}
         self.scene_scale = 1.0
         self.stop_requested = False
+        self.skipped_nonfinite = 0  # steps skipped for a non-finite loss or gradient, in all
+        self.nonfinite_streak = 0  # ... in a row, up to the last step
         self.imaging_opt: Optional[torch.optim.Adam] = None
 
     # ------------------------------------------------------------------------------ construction
@@ -169,6 +176,7 @@ class Trainer:
         tr.strategy_state = {k: (v.to(tr.device) if isinstance(v, torch.Tensor) else v) for k, v in ckpt["strategy_state"].items()}
         tr.step = int(ckpt["step"])
         tr.elapsed = float(ckpt["elapsed_s"])
+        tr.skipped_nonfinite = int(ckpt.get("skipped_nonfinite", 0))
         torch.set_rng_state(ckpt["rng"]["torch"])
         if tr.device.type == "cuda" and "cuda" in ckpt["rng"]:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
@@ -212,25 +220,62 @@ class Trainer:
         fr = self.frame_for_step(step)
         fine = step >= cfg.coarse_iterations
         sh = min(step // cfg.sh_degree_interval, cfg.sh_degree)
-        out = render_frame(self.scene, fr.time, fr.camera, frame_index=fr.index, train=True, sh_degree=sh, deform=fine,
-                           optimize_poses=step >= cfg.imaging.pose_start, background=cfg.background, absgrad=cfg.strategy.absgrad)
+        try:
+            out = render_frame(self.scene, fr.time, fr.camera, frame_index=fr.index, train=True, sh_degree=sh, deform=fine,
+                               optimize_poses=step >= cfg.imaging.pose_start, background=cfg.background, absgrad=cfg.strategy.absgrad)
+        except RenderInputError:
+            if self.params_finite():
+                raise
+            return self._skip_step()  # the renderer refuses a NaN / inf parameter: a non-finite step
         if cfg.strategy.enabled:
             self.strategy.step_pre_backward(self.scene.params, self.optimizers.gaussians, self.strategy_state, step, out.info)
         rgb = out.rgb[0]
         inputs = LossInputs(step=step, fine=fine, rgb=rgb, depth=out.depth[0, ..., 0], frame=fr, scene=self.scene, depth_kind=self.depth_kind)
         loss, terms = total_loss(inputs, self.loss_weights)
         loss.backward()
-        self.optimizers.step()
+        finite = self._finite(loss)
+        if finite:
+            self.optimizers.step()
+            if self.imaging_opt is not None:
+                self.imaging_opt.step()
+            self.nonfinite_streak = 0
+        else:  # never an optimizer step (or densification statistics) on NaN / inf
+            self._count_skip()
         self.optimizers.zero_grad(set_to_none=True)
         if self.imaging_opt is not None:
-            self.imaging_opt.step()
             self.imaging_opt.zero_grad(set_to_none=True)
-        if cfg.strategy.enabled:
+        if cfg.strategy.enabled and finite:
             self.strategy.step_post_backward(self.scene.params, self.optimizers.gaussians, self.strategy_state, step, out.info, packed=False)
         self.step += 1
+        terms["skipped_nonfinite"] = self.skipped_nonfinite
         terms["loss"] = float(loss.detach())
         terms["psnr"] = psnr(rgb.detach(), fr.image, fr.weight)
         return terms
+
+    def _count_skip(self) -> None:
+        self.skipped_nonfinite += 1
+        self.nonfinite_streak += 1
+
+    def _skip_step(self) -> dict[str, float]:
+        self._count_skip()
+        self.optimizers.zero_grad(set_to_none=True)
+        if self.imaging_opt is not None:
+            self.imaging_opt.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"loss": math.nan, "psnr": math.nan, "skipped_nonfinite": self.skipped_nonfinite}
+
+    def _optimized(self) -> list[torch.Tensor]:
+        opts = [*self.optimizers.gaussians.values(), *([self.optimizers.deform] if self.optimizers.deform is not None else []),
+                *([self.imaging_opt] if self.imaging_opt is not None else [])]
+        return [p for o in opts for g in o.param_groups for p in g["params"]]
+
+    def _finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss and every gradient are finite (one device sync)."""
+        checks = [torch.isfinite(loss).all()] + [torch.isfinite(p.grad).all() for p in self._optimized() if p.grad is not None]
+        return bool(torch.stack(checks).all())
+
+    def params_finite(self) -> bool:
+        return bool(torch.stack([torch.isfinite(p.detach()).all() for p in self._optimized()]).all())
 
     def train(self, progress: bool = True, on_step: Optional[Callable[["Trainer", dict], None]] = None, stop_at: Optional[int] = None) -> None:
         """Run to ``cfg.iterations`` (or ``stop_at``), logging and checkpointing on the way; ``progress``:
@@ -250,6 +295,9 @@ class Trainer:
                 self._log(rec)
             if on_step is not None:
                 on_step(self, terms)
+            if self.nonfinite_streak >= cfg.max_nonfinite_steps:
+                bar.close()
+                self._diverged()
             if self.step % cfg.checkpoint_every == 0 and self.step < cfg.iterations:
                 self.save()
         bar.close()
@@ -260,8 +308,18 @@ class Trainer:
         else:
             self.save()
 
+    def _diverged(self) -> None:
+        self._log({"event": "nonfinite_stop", "step": self.step, "skipped_nonfinite": self.skipped_nonfinite})
+        raise TrainingDiverged(f"training turned non-finite: {self.nonfinite_streak} steps in a row (to step {self.step}) had a NaN "
+                               f"or infinite loss, gradient or parameter and were skipped; the last good checkpoint is kept; lower the "
+                               f"learning rates (--lr.*, --deform.*) or the new loss weights and resume (endogs train --resume "
+                               f"{self.run_dir}) or retrain", self.folder.checkpoint_file)
+
     # ------------------------------------------------------------------------------ persistence
-    def save(self, done: bool = False) -> Path:
+    def save(self, done: bool = False) -> Optional[Path]:
+        """Write checkpoint.pt; withheld (None) while a parameter is non-finite, so the last good one stays."""
+        if not self.params_finite():
+            return None
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state()
@@ -269,6 +327,7 @@ class Trainer:
             "step": self.step,
             "done": done,
             "elapsed_s": self.elapsed,
+            "skipped_nonfinite": self.skipped_nonfinite,
             "scene_scale": self.scene_scale,
             "config": dump_yaml(self.cfg),
             "scene": self.scene.to_checkpoint(),

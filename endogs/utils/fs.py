@@ -6,11 +6,34 @@ half-written file: either the previous version or the new one.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterator, Union
+
+from endogs.errors import EndogsError
 
 PathLike = Union[str, Path]
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(EndogsError):
+    """The disk (or quota) filled up while endogs wrote a file; the previous version is kept."""
+
+
+@contextlib.contextmanager
+def disk_full_is_one_line(path: PathLike) -> Iterator[None]:
+    """Turn an ENOSPC / EDQUOT ``OSError`` raised inside the block into a one-line :class:`DiskFullError`
+    naming ``path`` (the file or folder being written); other errors pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise DiskFullError("no space left on the device while writing it (the previous version, if any, is kept); "
+                            "free some space and run the command again", path) from None
 
 
 def temporary_name(path: Path) -> Path:
@@ -27,11 +50,12 @@ def atomic_write(path: PathLike, write: Callable[[Path], Any], fsync: bool = Fal
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
     try:
-        write(tmp)
-        if fsync:
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with disk_full_is_one_line(path):
+            write(tmp)
+            if fsync:
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()

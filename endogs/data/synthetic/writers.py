@@ -15,6 +15,7 @@ import numpy as np
 
 from endogs.data.synthetic.config import DEPTH_PNG_SCALE, FORMAT_VERSION, SceneExistsError, SyntheticConfig, SyntheticScene, _GENERATOR
 from endogs.data.synthetic.render import generate
+from endogs.utils.fs import disk_full_is_one_line
 
 def _metadata(scene: SyntheticScene, layout: str) -> dict:
     cfg = scene.config
@@ -70,7 +71,8 @@ def _atomic_dir(root: Union[str, Path], overwrite: bool, fill) -> Path:
     tmp = root.parent / f".{root.name}.tmp-{tag}"
     tmp.mkdir()
     try:
-        fill(tmp)
+        with disk_full_is_one_line(root):
+            fill(tmp)
         old = None
         if root.exists():
             old = root.parent / f".{root.name}.old-{tag}"

@@ -1,0 +1,213 @@
+"""kill -9 at random moments of ``endogs train``, ``eval`` and ``export`` on a tiny synthetic scene.
+
+Each trial starts the command as a real process (``python -m endogs ...``), SIGKILLs it after a seeded
+random delay, checks that no file under its final name is half-written (checkpoint.pt loads, run.yaml /
+metrics.json / index.json parse, log.jsonl reads with at most a cut last line, PNG / PLY / npy files are
+whole), then reruns it (train: ``--resume`` when a checkpoint exists, else the same command) and
+checks that the result equals an uninterrupted run: the final checkpoint's parameters bit for bit,
+the evaluation's metrics, the exported files byte for byte.
+
+    python scripts/kill_trials.py --trials 60 --seed 1 --work /tmp/kill
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+# A run of a few seconds: 400 Gaussians, a tiny HexPlane, no densification, a checkpoint every 2 steps.
+TINY = {
+    "iterations": 12, "coarse_iterations": 4, "device": "cpu", "log_every": 1, "checkpoint_every": 2,
+    "strategy": {"enabled": False}, "init": {"max_points": 400, "num_frames": 4, "remove_outliers": False},
+    "deform": {"spatial_resolutions": [8], "feature_dim": 8, "hidden_dim": 16},
+}
+EVAL_FLAGS = ["--no-video", "--no-plots", "--fps-min-time", "0", "--quiet"]
+EXPORT_FLAGS = ["--what", "ply", "depth", "--stride", "3", "--quiet"]
+# Seconds after the start at which a trial may be killed (the import of endogs takes ~3-4 s of it).
+WINDOWS = {"train": (3.5, 7.5), "eval": (2.5, 5.0), "export": (2.5, 5.0)}
+
+
+@dataclass
+class Setup:
+    work: Path
+    scene: Path
+    preset: Path
+    reference: Path  # an uninterrupted run, evaluated and exported
+    ref_metrics: dict
+    ref_export: dict[str, bytes]
+
+
+def cli(args: list[str]) -> int:
+    from endogs.cli import main
+    from endogs.eval.cli import eval_run
+
+    return main(args, commands={"eval": eval_run} if args[0] == "eval" else None)
+
+
+def train_args(s: Setup, run: Path) -> list[str]:
+    return ["train", str(s.scene), "--preset", str(s.preset), "--output", str(run), "--quiet"]
+
+
+def export_files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "index.json"
+            and not p.name.startswith(".")}
+
+
+def setup(work: Path) -> Setup:
+    import yaml
+
+    from endogs.data.synthetic import SyntheticConfig, write_synthetic_scene
+
+    work.mkdir(parents=True, exist_ok=True)
+    scene = write_synthetic_scene(work / "scene", config=SyntheticConfig(width=48, height=40, n_frames=10), overwrite=True)
+    preset = work / "tiny.yaml"
+    preset.write_text(yaml.safe_dump(TINY))
+    ref = work / "reference"
+    shutil.rmtree(ref, ignore_errors=True)
+    s = Setup(work, scene, preset, ref, {}, {})
+    assert cli(train_args(s, ref)) == 0
+    assert cli(["eval", str(ref), *EVAL_FLAGS]) == 0
+    s.ref_metrics = json.loads((ref / "eval_test" / "metrics.json").read_text())
+    assert cli(["export", str(ref), *EXPORT_FLAGS]) == 0
+    s.ref_export = export_files(ref / "export")
+    return s
+
+
+def check_visible(folder: Path) -> int:
+    """Assert every file under its final name in ``folder`` is whole; returns how many were checked."""
+    import cv2
+    import numpy as np
+    import yaml
+
+    from endogs.run import RunFolder
+
+    n = 0
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.name.startswith(".") or any(part.startswith(".") for part in p.relative_to(folder).parts[:-1]):
+            continue  # temporary names (.NAME.tmp-PID.ext, .FOLDER.tmp-...) are never final
+        n += 1
+        if p.name == "checkpoint.pt":
+            RunFolder(p.parent).load_checkpoint()
+        elif p.name == "log.jsonl":
+            RunFolder(p.parent).read_log()
+        elif p.suffix == ".yaml":
+            assert isinstance(yaml.safe_load(p.read_text()), dict), p
+        elif p.suffix == ".json":
+            json.loads(p.read_text())
+        elif p.suffix == ".png":
+            assert cv2.imread(str(p), cv2.IMREAD_UNCHANGED) is not None, p
+        elif p.suffix == ".npy":
+            np.load(p)
+        elif p.suffix == ".ply":
+            head = p.read_bytes()
+            assert head.startswith(b"ply\n") and b"end_header" in head, p
+        elif p.suffix in (".md", ".csv", ".txt", ".log"):
+            p.read_text()
+    return n
+
+
+def kill_at(args: list[str], delay: float) -> bool:
+    """Run ``python -m endogs ARGS``; SIGKILL it ``delay`` s after the start. True when it was killed."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "endogs", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        proc.wait(timeout=delay)
+        return False
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return True
+
+
+def same_checkpoint(a: Path, b: Path) -> None:
+    import torch
+
+    from endogs.run import RunFolder
+
+    ca, cb = RunFolder(a).load_checkpoint(), RunFolder(b).load_checkpoint()
+    assert ca["step"] == cb["step"] and ca["done"] and cb["done"]
+    sa, sb = ca["scene"]["state_dict"], cb["scene"]["state_dict"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), f"{k} differs from the uninterrupted run"
+
+
+def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
+    delay = rng.uniform(*WINDOWS[kind])
+    if kind == "train":
+        run = s.work / f"t{n}"
+        shutil.rmtree(run, ignore_errors=True)
+        killed = kill_at(train_args(s, run), delay)
+        checked = check_visible(run) if run.exists() else 0
+        from endogs.run import RunFolder
+
+        resumed = RunFolder(run).has_checkpoint()
+        assert cli(["train", "--resume", str(run), "--quiet"] if resumed else train_args(s, run)) == 0
+        same_checkpoint(run, s.reference)
+        shutil.rmtree(run)
+    else:
+        run = s.work / f"t{n}"
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.copytree(s.reference, run, ignore=shutil.ignore_patterns("eval_*", "export"))
+        args = ["eval", str(run), *EVAL_FLAGS] if kind == "eval" else ["export", str(run), *EXPORT_FLAGS]
+        killed = kill_at(args, delay)
+        checked = check_visible(run)
+        resumed = False
+        assert cli(args) == 0
+        if kind == "eval":
+            got = json.loads((run / "eval_test" / "metrics.json").read_text())
+            assert got["metrics"] == s.ref_metrics["metrics"], "metrics differ from the uninterrupted evaluation"
+        else:
+            assert export_files(run / "export") == s.ref_export, "exported files differ from the uninterrupted export"
+        check_visible(run)
+        shutil.rmtree(run)
+    return {"kind": kind, "delay": round(delay, 3), "killed": killed, "files_checked": checked, "resumed": resumed}
+
+
+def run_trials(work: Path, trials: int, seed: int, kinds: tuple[str, ...] = ("train", "train", "eval", "export"),
+               log: Optional[callable] = None) -> list[dict]:
+    s = setup(work)
+    rng = random.Random(seed)
+    out = []
+    for n in range(trials):
+        r = trial(s, kinds[n % len(kinds)], n, rng)
+        out.append(r)
+        if log:
+            log(r)
+    return out
+
+
+def summary(results: list[dict]) -> str:
+    by = Counter(r["kind"] for r in results)
+    killed = Counter(r["kind"] for r in results if r["killed"])
+    resumed = sum(r["resumed"] for r in results)
+    parts = [f"{k} {by[k]} ({killed[k]} killed)" for k in sorted(by)]
+    return f"{len(results)} trials, 0 failed: " + ", ".join(parts) + f"; {resumed} train reruns resumed from a checkpoint"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/endogs-kill"))
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    results = run_trials(a.work, a.trials, a.seed, log=lambda r: print(json.dumps(r), flush=True))
+    print(f"{summary(results)}; {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
