@@ -26,6 +26,7 @@ from endogs.model.appearance import Exposure
 from endogs.model.pose import move_gaussians, refined_c2w, refined_center
 from endogs.render import RenderOutput, render
 from endogs.render.sh import sh_to_rgb
+from endogs.snapshot import Snapshot
 
 
 def frame_pose(scene: Any, frame_index: Optional[int], t: float, c2w: np.ndarray) -> np.ndarray:
@@ -35,6 +36,15 @@ def frame_pose(scene: Any, frame_index: Optional[int], t: float, c2w: np.ndarray
     if poses is None or frame_index is None:
         return np.asarray(c2w, dtype=np.float64)
     return refined_c2w(c2w, poses.for_frame(frame_index, t), poses.scene_scale)
+
+
+def lit_snapshot(snap: Snapshot, center: torch.Tensor, light: Any) -> Snapshot:
+    """``snap`` with plain RGB colours seen from ``center`` [3] and shaded by the head light there."""
+    colors = snap.colors
+    if snap.sh_degree is not None:
+        colors = sh_to_rgb(snap.sh_degree, snap.means - center, colors)
+    colors = colors * light.shading(snap.means, snap.quats, snap.scales, center)[:, None]
+    return snap.with_(colors=colors, sh_degree=None)
 
 
 def render_frame(scene: Any, t: float, camera: Camera, *, frame_index: Optional[int] = None, train: bool = False,
@@ -65,11 +75,7 @@ def render_frame(scene: Any, t: float, camera: Camera, *, frame_index: Optional[
     else:
         center = torch.as_tensor(camera.c2w[:3, 3], dtype=snap.means.dtype, device=snap.device)
     if light is not None:
-        colors = snap.colors
-        if snap.sh_degree is not None:
-            colors = sh_to_rgb(snap.sh_degree, snap.means - center, colors)
-        colors = colors * light.shading(snap.means, snap.quats, snap.scales, center)[:, None]
-        snap = snap.with_(colors=colors, sh_degree=None)
+        snap = lit_snapshot(snap, center, light)
     elif delta is not None and snap.sh_degree is not None:  # view-dependent colour from the refined centre
         snap = snap.with_(colors=sh_to_rgb(snap.sh_degree, snap.means - center, snap.colors), sh_degree=None)
     if delta is not None:

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from endogs import view
 from endogs.camera import Camera
 from endogs.errors import EndogsError
 
@@ -349,8 +350,12 @@ class ViewerApp:
 
     # ----------------------------------------------------------------------------- cameras
     def endoscope_camera(self, t: Optional[float] = None) -> Camera:
-        """The input camera of the frame nearest to ``t`` (default: the current time)."""
-        return self.frames[nearest_index(self.times, self.settings.time if t is None else t)].camera
+        """The camera of the frame nearest to ``t`` (default: the current time), at its refined pose
+        when the run refined poses."""
+        i = nearest_index(self.times, self.settings.time if t is None else t)
+        f = self.frames[i]
+        scene = getattr(self.renderer.source, "scene", None)
+        return f.camera.with_pose(view.frame_pose(scene, getattr(f, "index", i), f.time, f.camera.c2w))
 
     def snap_to_endoscope(self, clients: Optional[Sequence[Any]] = None) -> None:
         """Put the browser camera(s) on the endoscope pose at the current time."""

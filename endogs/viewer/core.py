@@ -30,6 +30,7 @@ from endogs.camera import Camera
 from endogs.render import render
 from endogs.snapshot import Snapshot
 from endogs.utils.image import depth_unit
+from endogs.view import lit_snapshot
 
 log = logging.getLogger("endogs.viewer")
 
@@ -297,6 +298,11 @@ class ViewRenderer:
             lut = torch.as_tensor(colormap_lut(st.colormap), dtype=snap.means.dtype, device=snap.device)
             colors = lut[(mag * 255 + 0.5).long().clamp(0, 255)]  # [N, 3]
             snap = snap.with_(colors=colors, sh_degree=None)
+        light = getattr(getattr(self.source.scene, "imaging", None), "head_light", None)
+        if light is not None and mode in ("RGB", "Canonical"):  # the endoscope's light sits at the viewing camera
+            centre = torch.as_tensor(camera.c2w[:3, 3], dtype=snap.means.dtype, device=snap.device)
+            with torch.no_grad():
+                snap = lit_snapshot(snap, centre, light)
         if st.splat_scale != 1.0:
             snap = snap.with_(scales=snap.scales * float(st.splat_scale))
         with torch.no_grad():
