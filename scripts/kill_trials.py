@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from endogs.run import CHECKPOINT_FILE, LOG_FILE, RunFolder
+
 ROOT = Path(__file__).resolve().parents[1]
 # A run of a few seconds: 400 Gaussians, a tiny HexPlane, no densification, a checkpoint every 2 steps.
 TINY = {
@@ -35,8 +37,9 @@ TINY = {
 }
 EVAL_FLAGS = ["--no-video", "--no-plots", "--fps-min-time", "0", "--quiet"]
 EXPORT_FLAGS = ["--what", "ply", "depth", "--stride", "3", "--quiet"]
-# Seconds after the start at which a trial may be killed (the import of endogs takes ~3-4 s of it).
-WINDOWS = {"train": (3.5, 7.5), "eval": (2.5, 5.0), "export": (2.5, 5.0)}
+# Seconds after the start at which a trial may be killed (the import of endogs takes ~3-4 s of it; a
+# training writes run.yaml at ~5 s, its first checkpoint at ~6 s and ends at ~8-9 s on 2 shared cores).
+WINDOWS = {"train": (5.0, 9.0), "eval": (2.5, 5.0), "export": (2.5, 5.0)}
 
 
 @dataclass
@@ -79,9 +82,9 @@ def setup(work: Path) -> Setup:
     s = Setup(work, scene, preset, ref, {}, {})
     assert cli(train_args(s, ref)) == 0
     assert cli(["eval", str(ref), *EVAL_FLAGS]) == 0
-    s.ref_metrics = json.loads((ref / "eval_test" / "metrics.json").read_text())
+    s.ref_metrics = json.loads(RunFolder(ref).metrics_file("test").read_text())
     assert cli(["export", str(ref), *EXPORT_FLAGS]) == 0
-    s.ref_export = export_files(ref / "export")
+    s.ref_export = export_files(RunFolder(ref).export_dir)
     return s
 
 
@@ -91,16 +94,15 @@ def check_visible(folder: Path) -> int:
     import numpy as np
     import yaml
 
-    from endogs.run import RunFolder
 
     n = 0
     for p in sorted(folder.rglob("*")):
         if not p.is_file() or p.name.startswith(".") or any(part.startswith(".") for part in p.relative_to(folder).parts[:-1]):
             continue  # temporary names (.NAME.tmp-PID.ext, .FOLDER.tmp-...) are never final
         n += 1
-        if p.name == "checkpoint.pt":
+        if p.name == CHECKPOINT_FILE:
             RunFolder(p.parent).load_checkpoint()
-        elif p.name == "log.jsonl":
+        elif p.name == LOG_FILE:
             RunFolder(p.parent).read_log()
         elif p.suffix == ".yaml":
             assert isinstance(yaml.safe_load(p.read_text()), dict), p
@@ -134,7 +136,6 @@ def kill_at(args: list[str], delay: float) -> bool:
 def same_checkpoint(a: Path, b: Path) -> None:
     import torch
 
-    from endogs.run import RunFolder
 
     ca, cb = RunFolder(a).load_checkpoint(), RunFolder(b).load_checkpoint()
     assert ca["step"] == cb["step"] and ca["done"] and cb["done"]
@@ -151,7 +152,6 @@ def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
         shutil.rmtree(run, ignore_errors=True)
         killed = kill_at(train_args(s, run), delay)
         checked = check_visible(run) if run.exists() else 0
-        from endogs.run import RunFolder
 
         resumed = RunFolder(run).has_checkpoint()
         assert cli(["train", "--resume", str(run), "--quiet"] if resumed else train_args(s, run)) == 0
@@ -167,10 +167,10 @@ def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
         resumed = False
         assert cli(args) == 0
         if kind == "eval":
-            got = json.loads((run / "eval_test" / "metrics.json").read_text())
+            got = json.loads(RunFolder(run).metrics_file("test").read_text())
             assert got["metrics"] == s.ref_metrics["metrics"], "metrics differ from the uninterrupted evaluation"
         else:
-            assert export_files(run / "export") == s.ref_export, "exported files differ from the uninterrupted export"
+            assert export_files(RunFolder(run).export_dir) == s.ref_export, "exported files differ from the uninterrupted export"
         check_visible(run)
         shutil.rmtree(run)
     return {"kind": kind, "delay": round(delay, 3), "killed": killed, "files_checked": checked, "resumed": resumed}
