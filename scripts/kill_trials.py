@@ -37,9 +37,14 @@ TINY = {
 }
 EVAL_FLAGS = ["--no-video", "--no-plots", "--fps-min-time", "0", "--quiet"]
 EXPORT_FLAGS = ["--what", "ply", "depth", "--stride", "3", "--quiet"]
-# Seconds after the start at which a trial may be killed (the import of endogs takes ~3-4 s of it; a
-# training writes run.yaml at ~5 s, its first checkpoint at ~6 s and ends at ~8-9 s on 2 shared cores).
-WINDOWS = {"train": (5.0, 9.0), "eval": (2.5, 5.0), "export": (2.5, 5.0)}
+# When a trial is killed. Time from the start alone depends on the machine's load (the import of endogs and
+# the first render can take from 3 to 40 s), so moments are drawn relative to what the process has done:
+# eval and export are killed a random delay after their start; a training either a random delay after its
+# start (before or during initialisation) or a random delay after its log has reached a random step
+# (during the optimisation, with or without a checkpoint on disk).
+WINDOWS = {"train": (1.0, 6.0), "eval": (2.5, 5.0), "export": (2.5, 5.0)}
+AFTER_STEP = (0.0, 0.4)  # seconds after the log reached the drawn step
+START_TIMEOUT = 300.0  # a run that writes no log line within this is a failure of its own
 
 
 @dataclass
@@ -120,17 +125,49 @@ def check_visible(folder: Path) -> int:
     return n
 
 
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-m", "endogs", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+def _kill(proc: subprocess.Popen) -> bool:
+    if proc.poll() is not None:
+        return False
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return True
+
+
 def kill_at(args: list[str], delay: float) -> bool:
     """Run ``python -m endogs ARGS``; SIGKILL it ``delay`` s after the start. True when it was killed."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "endogs", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = _start(args)
     try:
         proc.wait(timeout=delay)
         return False
     except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return True
+        return _kill(proc)
+
+
+def log_steps(run: Path) -> int:
+    """How many training steps the run's log has recorded so far (0 before it exists)."""
+    try:
+        data = (run / LOG_FILE).read_bytes()
+    except OSError:
+        return 0
+    return sum(line.startswith(b'{"step"') for line in data.split(b"\n")[:-1])  # whole lines only
+
+
+def kill_after_step(args: list[str], run: Path, step: int, delay: float) -> bool:
+    """Run ``python -m endogs ARGS``; SIGKILL it ``delay`` s after its log in ``run`` has recorded ``step``."""
+    proc = _start(args)
+    deadline = time.monotonic() + START_TIMEOUT
+    while proc.poll() is None and log_steps(run) < step:
+        if time.monotonic() > deadline:
+            _kill(proc)
+            raise AssertionError(f"{' '.join(args)} wrote no log line {step} within {START_TIMEOUT:.0f} s")
+        time.sleep(0.01)
+    time.sleep(delay)
+    return _kill(proc)
 
 
 def same_checkpoint(a: Path, b: Path) -> None:
@@ -147,10 +184,16 @@ def same_checkpoint(a: Path, b: Path) -> None:
 
 def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
     delay = rng.uniform(*WINDOWS[kind])
+    moment = {"delay": round(delay, 3)}
     if kind == "train":
         run = s.work / f"t{n}"
         shutil.rmtree(run, ignore_errors=True)
-        killed = kill_at(train_args(s, run), delay)
+        if n % 3 == 0:  # during start-up or initialisation
+            killed = kill_at(train_args(s, run), delay)
+        else:  # during the optimisation
+            step, delay = rng.randint(1, TINY["iterations"] - 1), rng.uniform(*AFTER_STEP)
+            moment = {"after_step": step, "delay": round(delay, 3)}
+            killed = kill_after_step(train_args(s, run), run, step, delay)
         checked = check_visible(run) if run.exists() else 0
 
         resumed = RunFolder(run).has_checkpoint()
@@ -173,7 +216,7 @@ def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
             assert export_files(RunFolder(run).export_dir) == s.ref_export, "exported files differ from the uninterrupted export"
         check_visible(run)
         shutil.rmtree(run)
-    return {"kind": kind, "delay": round(delay, 3), "killed": killed, "files_checked": checked, "resumed": resumed}
+    return {"kind": kind, **moment, "killed": killed, "files_checked": checked, "resumed": resumed}
 
 
 def run_trials(work: Path, trials: int, seed: int, kinds: tuple[str, ...] = ("train", "train", "eval", "export"),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nerfview
+import nerfview._renderer
 import numpy as np
 import pytest
 import torch
@@ -259,8 +260,6 @@ def test_nerfview_interrupt_passes_through():
     scene.fail = InterruptRenderException()
     with pytest.raises(InterruptRenderException):
         r(cam_state(), Tab(32, 24))
-    import nerfview._renderer
-
     assert InterruptRenderException is nerfview._renderer.InterruptRenderException
     assert r.stats.errors == 0
 
