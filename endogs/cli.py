@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import tyro
 from typing_extensions import Annotated
 
-from endogs.data import FormatName
+from endogs.data import FormatName, SplitName
+from endogs.data.synthetic.config import CameraMotion, SyntheticLayout
 from endogs.errors import EndogsError
 
 Positional = tyro.conf.Positional
@@ -22,7 +23,7 @@ Positional = tyro.conf.Positional
 def info(
     path: Positional[Path],
     format: Optional[FormatName] = None,
-    split: Optional[Literal["every8", "all", "alternate"]] = None,
+    split: Optional[SplitName] = None,
     json_: Annotated[bool, tyro.conf.arg(name="json")] = False,
     max_frames: int = 50,
 ) -> None:
@@ -45,12 +46,12 @@ def info(
 
 def synthetic(
     out: Positional[Path],
-    layout: Literal["endonerf", "scared"] = "endonerf",
+    layout: SyntheticLayout = "endonerf",
     width: int = 160,
     height: int = 128,
     n_frames: int = 24,
     seed: int = 0,
-    camera: Optional[Literal["fixed", "moving"]] = None,
+    camera: Optional[CameraMotion] = None,
     overwrite: bool = False,
 ) -> None:
     """Write the deterministic synthetic sample scene (with exact ground truth) to a folder.

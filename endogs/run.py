@@ -23,12 +23,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
 
 from endogs.errors import ConfigError, DataError, EndogsError
 from endogs.utils import fs
+from endogs.utils.device import DeviceName, pick_device
 
 if TYPE_CHECKING:  # the model and the dataset are imported when a run is opened
     from endogs.data import Scene
@@ -50,17 +51,6 @@ CHECKPOINT_VERSION = 1  # bump when the checkpoint layout changes; older files t
 TRAIN_FIRST = "train one first (endogs train DATA --output RUN)"
 
 
-DeviceName = Literal["auto", "cpu", "cuda"]
-"""Where to train or render: ``auto`` = CUDA when present."""
-
-
-def pick_device(requested: str) -> torch.device:
-    """``auto`` = CUDA when present; ``cuda`` without a GPU is a :class:`ConfigError`."""
-    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' requested but no CUDA GPU is available; use --device cpu or auto")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def load_data(path: Path, cfg: "TrainConfig") -> "Scene":

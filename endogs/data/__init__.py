@@ -16,7 +16,7 @@ from endogs.data.common import VALIDATE_LEVELS, check_validate
 from endogs.data.endonerf import load_endonerf, looks_like_stereomis
 from endogs.data.hamlyn import load_hamlyn
 from endogs.data.scared import load_scared, load_scared_keyframe, scared_data_dir
-from endogs.data.split import SPLITS, frame_times, split_indices
+from endogs.data.split import SPLITS, SplitName, frame_times, split_indices
 from endogs.data.types import Frame, Scene
 from endogs.errors import ConfigError, DataError
 
@@ -27,6 +27,7 @@ __all__ = [
     "FORMATS",
     "FormatName",
     "SPLITS",
+    "SplitName",
     "detect_format",
     "load_scene",
     "split_indices",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from endogs.errors import ConfigError
 
-SPLITS = ("every8", "all", "alternate")
+SplitName = Literal["every8", "all", "alternate"]
+"""The train/test rules: the one definition (CLI choices and configs use this type, code reads :data:`SPLITS`)."""
+SPLITS: tuple[str, ...] = get_args(SplitName)
 
 
 def split_indices(n: int, rule: str) -> tuple[list[int], list[int]]:

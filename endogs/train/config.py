@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
 from endogs.config_io import from_dict, load_yaml, merge, parse_yaml
+from endogs.data import FormatName, SplitName
 from endogs.errors import ConfigError
 from endogs.init import InitConfig
 from endogs.train.strategy import CappedStrategy
+from endogs.utils.device import DeviceName
 from endogs.model.imaging import ImagingConfig
 from endogs.model.config import DEFAULT_KIND, DeformConfig, HexPlaneConfig, LearningRates
 
@@ -21,10 +23,10 @@ PRESETS_PACKAGE = "endogs.configs"
 class DataOptions:
     """Which frames to read and how."""
 
-    format: Optional[Literal["endonerf", "stereomis", "scared", "scared-keyframe", "hamlyn"]] = None
+    format: Optional[FormatName] = None
     """Dataset layout; detected when not given."""
 
-    split: Optional[Literal["every8", "all", "alternate"]] = None
+    split: Optional[SplitName] = None
     """Train/test rule; the format's usual one when not given. Test frames never touch training."""
 
     downscale: Optional[float] = None
@@ -106,7 +108,7 @@ class TrainConfig:
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Background colour."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: DeviceName = "auto"
     """Where to train; auto = CUDA when present."""
 
     seed: int = 0

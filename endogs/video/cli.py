@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import tyro
 from typing_extensions import Annotated
 
+from endogs.utils.device import DeviceName
 from endogs.video.config import PrepareOptions
 
 Positional = tyro.conf.Positional
@@ -54,7 +55,7 @@ def reconstruct(
     options: Annotated[PrepareOptions, Flattened] = PrepareOptions(),
     preset: str = "fast",
     iterations: Optional[int] = None,
-    device: Literal["auto", "cpu", "cuda"] = "auto",
+    device: DeviceName = "auto",
     eval_video: bool = False,
     quiet: bool = False,
 ) -> None:

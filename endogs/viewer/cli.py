@@ -7,13 +7,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import numpy as np
 import tyro
 
 from endogs.camera import Camera
 from endogs.errors import EndogsError
+from endogs.utils.device import DeviceName
 
 Positional = tyro.conf.Positional
 
@@ -45,7 +46,7 @@ def open_viewer(
     host: str = "127.0.0.1",
     port: int = 8080,
     next_free_port: bool = False,
-    device: Literal["auto", "cpu", "cuda"] = "auto",
+    device: DeviceName = "auto",
 ):
     """Load ``run`` and start serving it; returns the :class:`endogs.viewer.app.ViewerApp` (call ``close()``)."""
     from endogs.run import RunFolder
@@ -81,7 +82,7 @@ def view(
     host: str = "127.0.0.1",
     port: int = 8080,
     next_free_port: bool = False,
-    device: Literal["auto", "cpu", "cuda"] = "auto",
+    device: DeviceName = "auto",
 ) -> None:
     """Open a trained run in the browser: move around the tissue, scrub or play its deformation.
 

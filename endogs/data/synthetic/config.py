@@ -10,6 +10,12 @@ import numpy as np
 from endogs.camera import Camera
 from endogs.errors import EndogsError
 
+SyntheticLayout = Literal["endonerf", "scared"]
+"""On-disk layouts the synthetic scene is written in (the one definition; the CLI uses this type)."""
+
+CameraMotion = Literal["fixed", "moving"]
+"""Camera paths of the synthetic scene (the one definition; the CLI uses this type)."""
+
 __all__ = [
     "SyntheticConfig",
     "SyntheticScene",
@@ -56,7 +62,7 @@ class SyntheticConfig:
     """Number of frames; frame i has time t = i / (n_frames - 1)."""
     seed: int = 0
     """Seed of the texture, the tissue folds and the depth noise."""
-    camera: Literal["fixed", "moving"] = "fixed"
+    camera: CameraMotion = "fixed"
     """'fixed': identity camera-to-world for every frame (EndoNeRF protocol); 'moving': a smooth motion of
     a few mm and a few degrees, identity at frame 0."""
     specular: bool = True

@@ -8,12 +8,12 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Optional, Union
 
 import cv2
 import numpy as np
 
-from endogs.data.synthetic.config import DEPTH_PNG_SCALE, FORMAT_VERSION, SceneExistsError, SyntheticConfig, SyntheticScene, _GENERATOR
+from endogs.data.synthetic.config import DEPTH_PNG_SCALE, FORMAT_VERSION, SceneExistsError, SyntheticConfig, SyntheticLayout, SyntheticScene, _GENERATOR
 from endogs.data.synthetic.render import generate
 from endogs.utils.fs import disk_full_is_one_line
 
@@ -205,7 +205,7 @@ def write_scared(scene: SyntheticScene, root: Union[str, Path], overwrite: bool 
 
 def write_synthetic_scene(
     root: Union[str, Path],
-    layout: Literal["endonerf", "scared"] = "endonerf",
+    layout: SyntheticLayout = "endonerf",
     config: Optional[SyntheticConfig] = None,
     overwrite: bool = False,
 ) -> Path:
