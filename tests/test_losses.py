@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from endogs.train.losses import inverse_depth_l1, masked_dssim, masked_l1, pearson_depth, ssim_map
+from endogs.train.losses import inverse_depth_l1, masked_dssim, masked_dssim_autograd, masked_l1, pearson_depth, ssim_map
 
 
 def test_masked_l1_ignores_masked_pixels():
@@ -36,6 +36,29 @@ def test_ssim_map_matches_direct_window_at_the_centre():
         vals.append(((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
     assert abs(s - np.mean(vals)) < 1e-10
     assert float(masked_dssim(x, x)) < 1e-12
+
+
+def test_fused_dssim_equals_autograd_in_value_and_gradient():
+    g = torch.Generator().manual_seed(1)
+    y = torch.rand(2, 19, 23, 3, generator=g, dtype=torch.float64)
+    x0 = (y + 0.2 * torch.rand(2, 19, 23, 3, generator=g, dtype=torch.float64) - 0.1).clamp(0, 1)
+    w = (torch.rand(2, 19, 23, generator=g) > 0.3).double() * torch.rand(2, 19, 23, generator=g, dtype=torch.float64)
+    grads = []
+    for fn in (masked_dssim, masked_dssim_autograd):
+        x = x0.clone().requires_grad_(True)
+        loss = fn(x, y, w)
+        loss.backward()
+        grads.append((float(loss.detach()), x.grad))
+    (lf, gf), (la, ga) = grads
+    assert 0.01 < lf < 1 and abs(lf - la) < 1e-12
+    assert float(ga.abs().max()) > 1e-4 and float((gf - ga).abs().max()) < 1e-12 * float(ga.abs().max()) * 1e3
+    x = x0[:1, :9, :11].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: masked_dssim(v, y[:1, :9, :11], w[:1, :9, :11]), (x,))
+    # a single image [H, W, 3] without weights, float32 as in training
+    x32 = x0[0].float().requires_grad_(True)
+    masked_dssim(x32, y[0].float()).backward()
+    assert x32.grad.shape == (19, 23, 3) and torch.isfinite(x32.grad).all()
+    assert abs(float(masked_dssim(x0[0].float(), y[0].float())) - float(masked_dssim_autograd(x0[0].float(), y[0].float()))) < 1e-5
 
 
 def test_depth_losses():
