@@ -8,13 +8,16 @@ It composites exactly what :mod:`endogs.render.cpu` (and gsplat 1.5.3, ``packed=
    box and their ``alpha >= 1/255`` ellipse (the same exact per-row ellipse test as the PyTorch
    path). Visiting in depth order makes this a counting sort: each tile's run of the CSR list
    ``pair_gid`` is already front to back, no pair sort is needed.
-2. *Forward* (parallel over tiles with ``prange``): per pixel, a front-to-back loop that stops
-   (exclusively) before the Gaussian that would take the transmittance to ``1e-4``. The final
-   transmittance and the number of Gaussians visited are kept per pixel.
+2. *Forward* (parallel over tiles with ``prange``): per pixel, front to back, stopping
+   (exclusively) before the Gaussian that would take the transmittance to ``1e-4``. The loop runs
+   over the tile's Gaussians outside and its pixels inside (each pixel sees the same sequence as a
+   per-pixel loop, so the result is the same to the bit), and a tile stops when all its pixels have.
+   The final transmittance and the number of Gaussians visited are kept per pixel.
 3. *Backward* (parallel over tiles): per pixel, back to front from the last visited Gaussian,
    recovering ``T`` by division by ``1 - alpha`` and carrying the suffix sum ``S`` of
-   ``w G``; ``dL/dsigma = alpha / (1 - alpha) S - w G``. Gradients are written per (tile,
-   Gaussian) pair, so tiles never race, then summed per Gaussian in one serial pass.
+   ``w G``; ``dL/dsigma = alpha / (1 - alpha) S - w G``. Again Gaussians outside, pixels inside:
+   a (tile, Gaussian) pair's gradient is summed over the tile's pixels locally and written once, so
+   tiles never race; the pairs are then summed per Gaussian in one serial pass.
 
 Arithmetic is float64 inside the kernels whatever the tensor dtype. The kernels are compiled on
 first use and cached on disk (``cache=True``, in numba's cache folder next to this file or in
@@ -132,7 +135,8 @@ def _load_tile(s, e, pair_gid, m, cn, opa, feats):  # pragma: no cover - compile
 
 @njit(parallel=True, cache=True)
 def _forward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, out, tfinal, nvis):  # pragma: no cover
-    """Composite every tile; ``out`` [C, H, W, F+1], ``tfinal``/``nvis`` [C, H, W]."""
+    """Composite every tile; ``out`` [C, H, W, F+1], ``tfinal``/``nvis`` [C, H, W]. Gaussians outer, the
+    tile's pixels inner: each Gaussian is read once per tile, and the tile stops when every pixel has."""
     F = feats.shape[1]
     n_tiles = tile_start.shape[0] - 1
     for t in prange(n_tiles):
@@ -143,40 +147,65 @@ def _forward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, out, tfi
         ty = (t // tw) % th
         tx = t % tw
         loc, lf = _load_tile(s, e, pair_gid, m, cn, opa, feats)
-        acc = np.zeros(F + 1)
-        for py in range(ty * ts, min(ty * ts + ts, H)):
-            for px in range(tx * ts, min(tx * ts + ts, W)):
-                cx, cy = px + 0.5, py + 0.5
-                acc[:] = 0.0
-                T = 1.0
-                n = 0
-                for j in range(e - s):
-                    dx, dy = loc[j, 0] - cx, loc[j, 1] - cy
-                    sig = 0.5 * (loc[j, 2] * dx * dx + loc[j, 4] * dy * dy) + loc[j, 3] * dx * dy
-                    if sig > loc[j, 6]:
-                        continue
-                    al = loc[j, 5] * math.exp(-sig)
-                    if al < ALPHA_THRESHOLD:
-                        continue
-                    al = min(al, ALPHA_MAX)
-                    nT = T * (1.0 - al)
-                    if nT <= T_STOP:
-                        break
-                    w = al * T
-                    for f in range(F):
-                        acc[f] += w * lf[j, f]
-                    acc[F] += w
-                    T = nT
-                    n = j + 1
+        y0, y1 = ty * ts, min(ty * ts + ts, H)
+        x0, x1 = tx * ts, min(tx * ts + ts, W)
+        P = (y1 - y0) * (x1 - x0)
+        pxc = np.empty(P)
+        pyc = np.empty(P)
+        T = np.ones(P)
+        live = np.ones(P, dtype=np.bool_)
+        n = np.zeros(P, dtype=np.int64)
+        acc = np.zeros((P, F + 1))
+        q = 0
+        for py in range(y0, y1):
+            for px in range(x0, x1):
+                pxc[q], pyc[q] = px + 0.5, py + 0.5
+                q += 1
+        alive = P
+        for j in range(e - s):
+            mx, my = loc[j, 0], loc[j, 1]
+            a, b, c = loc[j, 2], loc[j, 3], loc[j, 4]
+            o, thr = loc[j, 5], loc[j, 6]
+            for p in range(P):
+                if not live[p]:
+                    continue
+                dx, dy = mx - pxc[p], my - pyc[p]
+                sig = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                if sig > thr:
+                    continue
+                al = o * math.exp(-sig)
+                if al < ALPHA_THRESHOLD:
+                    continue
+                al = min(al, ALPHA_MAX)
+                Tp = T[p]
+                nT = Tp * (1.0 - al)
+                if nT <= T_STOP:
+                    live[p] = False
+                    alive -= 1
+                    continue
+                w = al * Tp
+                for f in range(F):
+                    acc[p, f] += w * lf[j, f]
+                acc[p, F] += w
+                T[p] = nT
+                n[p] = j + 1
+            if alive == 0:
+                break
+        q = 0
+        for py in range(y0, y1):
+            for px in range(x0, x1):
                 for f in range(F + 1):
-                    out[cam, py, px, f] = acc[f]
-                tfinal[cam, py, px] = T
-                nvis[cam, py, px] = n
+                    out[cam, py, px, f] = acc[q, f]
+                tfinal[cam, py, px] = T[q]
+                nvis[cam, py, px] = n[q]
+                q += 1
 
 
 @njit(parallel=True, cache=True)
 def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, gout, tfinal, nvis, gp, gabs, absgrad):  # pragma: no cover
-    """Per-pair gradients ``gp`` [M, 6+F] = (mx, my, a, b, c, o, feats) and ``gabs`` [M, 2]."""
+    """Per-pair gradients ``gp`` [M, 6+F] = (mx, my, a, b, c, o, feats) and ``gabs`` [M, 2]. Gaussians back
+    to front outer, pixels inner: a pair's gradient is summed over the tile's pixels in local variables
+    (in the same pixel order as a per-pixel loop would, so the sums are the same) and written once."""
     F = feats.shape[1]
     n_tiles = tile_start.shape[0] - 1
     for t in prange(n_tiles):
@@ -187,52 +216,75 @@ def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, gout, t
         ty = (t // tw) % th
         tx = t % tw
         loc, lf = _load_tile(s, e, pair_gid, m, cn, opa, feats)
-        go = np.empty(F)
-        for py in range(ty * ts, min(ty * ts + ts, H)):
-            for px in range(tx * ts, min(tx * ts + ts, W)):
-                n = nvis[cam, py, px]
-                if n == 0:
+        y0, y1 = ty * ts, min(ty * ts + ts, H)
+        x0, x1 = tx * ts, min(tx * ts + ts, W)
+        P = (y1 - y0) * (x1 - x0)
+        pxc = np.empty(P)
+        pyc = np.empty(P)
+        T = np.empty(P)
+        S = np.zeros(P)
+        n = np.empty(P, dtype=np.int64)
+        go = np.empty((P, F + 1))
+        q = 0
+        nmax = 0
+        for py in range(y0, y1):
+            for px in range(x0, x1):
+                pxc[q], pyc[q] = px + 0.5, py + 0.5
+                T[q] = tfinal[cam, py, px]
+                n[q] = nvis[cam, py, px]
+                nmax = max(nmax, n[q])
+                for f in range(F + 1):
+                    go[q, f] = gout[cam, py, px, f]
+                q += 1
+        acc = np.empty(6 + F)
+        for j in range(nmax - 1, -1, -1):
+            mx, my = loc[j, 0], loc[j, 1]
+            a, b, c = loc[j, 2], loc[j, 3], loc[j, 4]
+            o, thr = loc[j, 5], loc[j, 6]
+            acc[:] = 0.0
+            ab0 = 0.0
+            ab1 = 0.0
+            for p in range(P):
+                if j >= n[p]:
                     continue
-                cx, cy = px + 0.5, py + 0.5
-                T = float(tfinal[cam, py, px])
-                ga = float(gout[cam, py, px, F])
+                dx, dy = mx - pxc[p], my - pyc[p]
+                sig = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                if sig > thr:
+                    continue
+                al = o * math.exp(-sig)
+                if al < ALPHA_THRESHOLD:
+                    continue
+                clamped = al > ALPHA_MAX
+                al = min(al, ALPHA_MAX)
+                Tp = T[p] / (1.0 - al)
+                T[p] = Tp
+                w = al * Tp
+                G = go[p, F]
                 for f in range(F):
-                    go[f] = gout[cam, py, px, f]
-                S = 0.0
-                for j in range(n - 1, -1, -1):
-                    dx, dy = loc[j, 0] - cx, loc[j, 1] - cy
-                    a, b, c = loc[j, 2], loc[j, 3], loc[j, 4]
-                    sig = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    if sig > loc[j, 6]:
-                        continue
-                    o = loc[j, 5]
-                    al = o * math.exp(-sig)
-                    if al < ALPHA_THRESHOLD:
-                        continue
-                    clamped = al > ALPHA_MAX
-                    al = min(al, ALPHA_MAX)
-                    T = T / (1.0 - al)  # transmittance before this Gaussian
-                    w = al * T
-                    G = ga
-                    k = s + j
-                    for f in range(F):
-                        G += go[f] * lf[j, f]
-                        gp[k, 6 + f] += w * go[f]
-                    gs = al / (1.0 - al) * S - w * G  # dL/dsigma
-                    S += w * G
-                    if clamped:
-                        continue
-                    gmx = gs * (a * dx + b * dy)
-                    gmy = gs * (b * dx + c * dy)
-                    gp[k, 0] += gmx
-                    gp[k, 1] += gmy
-                    gp[k, 2] += gs * 0.5 * dx * dx
-                    gp[k, 3] += gs * dx * dy
-                    gp[k, 4] += gs * 0.5 * dy * dy
-                    gp[k, 5] -= gs / o
-                    if absgrad:
-                        gabs[k, 0] += abs(gmx)
-                        gabs[k, 1] += abs(gmy)
+                    G += go[p, f] * lf[j, f]
+                    acc[6 + f] += w * go[p, f]
+                Sp = S[p]
+                gs = al / (1.0 - al) * Sp - w * G
+                S[p] = Sp + w * G
+                if clamped:
+                    continue
+                gmx = gs * (a * dx + b * dy)
+                gmy = gs * (b * dx + c * dy)
+                acc[0] += gmx
+                acc[1] += gmy
+                acc[2] += gs * 0.5 * dx * dx
+                acc[3] += gs * dx * dy
+                acc[4] += gs * 0.5 * dy * dy
+                acc[5] -= gs / o
+                if absgrad:
+                    ab0 += abs(gmx)
+                    ab1 += abs(gmy)
+            k = s + j
+            for f in range(6 + F):
+                gp[k, f] = acc[f]
+            if absgrad:
+                gabs[k, 0] = ab0
+                gabs[k, 1] = ab1
 
 
 @njit(cache=True)
