@@ -52,6 +52,7 @@ def synthetic(
     n_frames: int = 24,
     seed: int = 0,
     camera: Optional[CameraMotion] = None,
+    exposure_drift: float = 0.0,
     overwrite: bool = False,
 ) -> None:
     """Write the deterministic synthetic sample scene (with exact ground truth) to a folder.
@@ -64,13 +65,15 @@ def synthetic(
         n_frames: number of frames.
         seed: random seed (same seed, same bytes).
         camera: fixed or moving endoscope; default fixed for EndoNeRF, moving for SCARED.
+        exposure_drift: auto-exposure drift, 0..1: frame i is multiplied by exp(drift * u(t_i)), u smooth,
+            u(0) = 0, |u| <= 1 (the exact gains are written to endogs_scene.json as exposure_gain).
         overwrite: replace an existing scene folder.
     """
     from endogs.data.synthetic import SyntheticConfig, generate, write_endonerf, write_scared
 
     cam = camera or ("fixed" if layout == "endonerf" else "moving")
     try:
-        cfg = SyntheticConfig(width=width, height=height, n_frames=n_frames, seed=seed, camera=cam)
+        cfg = SyntheticConfig(width=width, height=height, n_frames=n_frames, seed=seed, camera=cam, exposure_drift=exposure_drift)
     except ValueError as exc:
         raise EndogsError(str(exc)) from None
     scene = generate(cfg)

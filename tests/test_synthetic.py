@@ -427,3 +427,30 @@ def test_slope_bound_holds_and_wide_views_are_rejected():
     strong = generate(SyntheticConfig(deformation=2.0, n_frames=3, width=64, height=48))
     pts = strong.camera(2).unproject(strong.gt_depth[2].astype(np.float64))
     assert np.abs(pts[..., 2] - surface_z(strong, pts[..., 0], pts[..., 1], 1.0)).max() < 1e-3
+
+
+def test_exposure_drift_scales_each_frame_by_its_exact_gain(moving, tmp_path):
+    cfg = SyntheticConfig(camera="moving", exposure_drift=0.3, image_noise=0.0)
+    drift = generate(cfg)
+    assert np.all(moving.exposure == 1.0)  # off by default: the images of every existing scene are unchanged
+    g = drift.exposure
+    assert g.shape == (cfg.n_frames,) and g[0] == 1.0
+    assert np.all(np.abs(np.log(g)) <= 0.3 + 1e-12) and np.ptp(np.log(g)) > 0.1  # a real drift, within its bound
+    assert np.all(np.abs(np.diff(np.log(g))) < 0.1)  # smooth from frame to frame
+    # geometry, tool, depth and poses are those of the constant-exposure scene; only brightness changes
+    for name in ("gt_depth", "depth", "tool_masks", "c2w", "albedo"):
+        assert np.array_equal(getattr(drift, name), getattr(moving, name)), name
+    for i in range(cfg.n_frames):
+        ref = moving.images[i].astype(np.float64)
+        ok = (ref * g[i] < 0.98) & (ref > 0.05)  # not clipped, not in the quantisation noise floor
+        ratio = drift.images[i][ok] / ref[ok]
+        assert abs(np.median(ratio) - g[i]) < 0.01, i
+    meta_root = tmp_path / "s"
+    from endogs.data.synthetic import write_endonerf
+
+    write_endonerf(drift, meta_root)
+    import json
+
+    assert json.loads((meta_root / "endogs_scene.json").read_text())["exposure_gain"] == [float(x) for x in g]
+    with pytest.raises(ValueError, match="exposure_drift"):
+        SyntheticConfig(exposure_drift=2.0)

@@ -88,6 +88,10 @@ class SyntheticConfig:
     is always applied)."""
     image_noise: float = 0.0
     """Std of Gaussian sensor noise added to the images (in [0,1] units)."""
+    exposure_drift: float = 0.0
+    """Auto-exposure drift: frame i's image is multiplied by the gain exp(exposure_drift * u(t_i)), with
+    u a smooth seeded curve, u(0) = 0 and |u| <= 1 (the exact gains are ``SyntheticScene.exposure``);
+    0 = constant exposure."""
 
     def __post_init__(self) -> None:
         for name in ("width", "height", "n_frames", "seed"):
@@ -114,6 +118,7 @@ class SyntheticConfig:
             "baseline": (0.5, 50.0),
             "left_strip": (0.0, 0.5),
             "image_noise": (0.0, 0.5),
+            "exposure_drift": (0.0, 1.0),
         }
         for name, (lo, hi) in checks.items():
             v = getattr(self, name)
@@ -175,6 +180,8 @@ class SyntheticScene:
     """[N,H,W] bool, pixels whose specular term exceeds 0.25 (highlights)."""
     tool_depth: np.ndarray
     """[N,H,W] float32 mm, exact tool depth, 0 where there is no tool."""
+    exposure: np.ndarray
+    """[N] float64, the brightness gain of each frame (all 1 unless ``config.exposure_drift``)."""
     _model: "_SceneModel" = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     @property

@@ -113,7 +113,7 @@ def _render_frames(model: "_SceneModel", times: np.ndarray, c2w: np.ndarray, ray
                 tool_masks[i].ravel()[idx] = True
                 tool_depth[i].ravel()[idx] = st[idx]
 
-        img = rgb + spec
+        img = (rgb + spec) * model.exposure_gain(t) if cfg.exposure_drift else rgb + spec
         if cfg.image_noise > 0:
             img = img + img_rng.standard_normal(img.shape) * cfg.image_noise
         images[i] = (np.round(np.clip(img, 0.0, 1.0) * 255.0) / 255.0).T.reshape(H, W, 3)
@@ -188,6 +188,7 @@ def generate(config: Optional[SyntheticConfig] = None) -> SyntheticScene:
         normals=views["normals"],
         specular_masks=spec_masks,
         tool_depth=tool_depth,
+        exposure=np.array([model.exposure_gain(float(t)) for t in times]),
         _model=model,
     )
 

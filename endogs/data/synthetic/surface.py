@@ -92,6 +92,12 @@ class _SceneModel:
         self.bump_a = -4.0 * s * cfg.deformation
         self.bump_sigma = 10.0 * s
         self.drag = 0.8  # fraction of the bump travel the tissue under the tool follows
+        # auto-exposure: three seeded sinusoids (own stream: the geometry draws above are unchanged)
+        ex = np.random.default_rng([cfg.seed, 7])
+        self.expo_f = np.array([0.6, 1.3, 2.1]) * ex.uniform(0.8, 1.2, 3)
+        self.expo_phi = ex.uniform(0, 2 * np.pi, 3)
+        self.expo_a = np.array([0.6, 0.3, 0.1])
+
         # texture noise (material-attached)
         tex = np.random.default_rng([cfg.seed, 2])
         ext = 150.0 * s  # far beyond any view (the texture mirrors beyond)
@@ -108,6 +114,13 @@ class _SceneModel:
         self.bump_scale = 0.05 * s  # bump-map height (mm) per unit of n_bump
         self.n_mod = _Noise(tex, 7.0 * s, ext)
         self.n_mod2 = _Noise(tex, 5.0 * s, ext)
+
+    def exposure_gain(self, t: float) -> float:
+        """Brightness gain at time t: exp(exposure_drift * u(t)), u(0) = 0, |u| <= 1."""
+        if self.cfg.exposure_drift == 0:
+            return 1.0
+        u = float(np.sum(self.expo_a * (np.sin(2 * np.pi * self.expo_f * t + self.expo_phi) - np.sin(self.expo_phi)))) / 2.0
+        return float(np.exp(self.cfg.exposure_drift * u))
 
     # -- deformation (t is a scalar time) -------------------------------------------------------
     def _bump_center(self, t: float) -> np.ndarray:

@@ -34,6 +34,7 @@ def _metadata(scene: SyntheticScene, layout: str) -> dict:
         "height": scene.height,
         "n_frames": scene.n_frames,
         "time_convention": "i/(N-1)",
+        "exposure_gain": [float(g) for g in scene.exposure],
         "config": {
             k: (v.item() if isinstance(v, np.generic) else v) for k, v in dataclasses.asdict(cfg).items()
         },
