@@ -15,7 +15,6 @@ The test frames are used only by the evaluation after each training has ended.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Optional
 
 from endogs.run import RunFolder
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or imported as scripts.NAME
+from train_flags import no_scene, scene_parser, split_flags  # noqa: E402
 
 
 def cli(args: list[str]) -> int:
@@ -50,22 +51,15 @@ def train_and_eval(scene: Path, run: Path, iterations: int, refine_stop: Optiona
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("scene", type=Path)
+    argv, extra = split_flags(argv)
+    ap = scene_parser(__doc__)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--iterations", type=int, default=1500, help="N: the runs train N and 2N iterations")
     ap.add_argument("--refine-stop", type=float, default=None,
                     help="densification stops at this fraction of each run's iterations (default: the preset's)")
     ap.add_argument("--tolerance", type=float, default=0.0, help="dB the longer run may lose before exit 1")
     a = ap.parse_args(argv)
-    if not a.scene.is_dir():
-        print(f"bench_doubling: {a.scene}: no such scene folder; prepare one first (endogs prepare / endogs synthetic)",
-              file=sys.stderr)
+    if no_scene("bench_doubling", a.scene):
         return 2
     rows = []
     for n in (a.iterations, 2 * a.iterations):

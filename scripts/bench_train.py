@@ -27,7 +27,6 @@ import time
 
 _T_IMPORT = time.perf_counter()
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -35,6 +34,9 @@ from pathlib import Path  # noqa: E402
 from typing import Optional  # noqa: E402
 
 from endogs.errors import EndogsError  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or imported as scripts.NAME
+from train_flags import no_scene, scene_parser, split_flags  # noqa: E402
 
 
 def parse_marks(text: str) -> list[float]:
@@ -111,13 +113,8 @@ def plot(out: Path, rows: list[dict], compare: list[Path]) -> Path:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("scene", type=Path)
+    argv, extra = split_flags(argv)
+    ap = scene_parser(__doc__)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--marks", default="60,120,240", help="comma-separated wall-clock seconds")
     ap.add_argument("--label", default=None, help="name of this curve in the plot (default: the train flags)")
@@ -128,8 +125,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except SystemExit as e:
         print(e, file=sys.stderr)
         return 2
-    if not a.scene.is_dir():
-        print(f"bench_train: {a.scene}: no such scene folder; make one with `endogs synthetic` or `endogs prepare`", file=sys.stderr)
+    if no_scene("bench_train", a.scene):
         return 2
     for p in a.compare:
         if not p.is_file():

@@ -28,7 +28,6 @@ numba follows it. Prints a table (or one JSON object with --json).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a file or imported as scripts.NAME
+from train_flags import no_scene, scene_parser, split_flags  # noqa: E402
 
 FORWARD = ("deformation", "projection", "colour", "binning", "composite", "losses")
 STAGES = FORWARD + ("backward", "optimizer", "strategy", "other")
@@ -135,19 +136,13 @@ def group_nodes(nodes: dict[str, float]) -> dict[str, float]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("scene", type=Path)
+    argv, extra = split_flags(argv)
+    ap = scene_parser(__doc__)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    if not a.scene.is_dir():
-        print(f"profile_step: {a.scene}: no such scene folder; make one with `endogs synthetic` or `endogs prepare`", file=sys.stderr)
+    if no_scene("profile_step", a.scene):
         return 2
     if a.steps < 1 or a.warmup < 0:
         print("profile_step: --steps must be >= 1 and --warmup >= 0", file=sys.stderr)

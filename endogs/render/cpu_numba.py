@@ -133,6 +133,25 @@ def _load_tile(s, e, pair_gid, m, cn, opa, feats):  # pragma: no cover - compile
     return loc, lf
 
 
+@njit(cache=True)
+def _tile_pixels(t, tw, th, ts, W, H):  # pragma: no cover - compiled
+    """Tile ``t``'s camera, pixel box (y0, y1, x0, x1) and pixel centres (row-major) as two arrays."""
+    cam = t // (tw * th)
+    ty = (t // tw) % th
+    tx = t % tw
+    y0, y1 = ty * ts, min(ty * ts + ts, H)
+    x0, x1 = tx * ts, min(tx * ts + ts, W)
+    P = (y1 - y0) * (x1 - x0)
+    pxc = np.empty(P)
+    pyc = np.empty(P)
+    q = 0
+    for py in range(y0, y1):
+        for px in range(x0, x1):
+            pxc[q], pyc[q] = px + 0.5, py + 0.5
+            q += 1
+    return cam, y0, y1, x0, x1, pxc, pyc
+
+
 @njit(parallel=True, cache=True)
 def _forward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, out, tfinal, nvis):  # pragma: no cover
     """Composite every tile; ``out`` [C, H, W, F+1], ``tfinal``/``nvis`` [C, H, W]. Gaussians outer, the
@@ -143,24 +162,13 @@ def _forward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, out, tfi
         s, e = tile_start[t], tile_start[t + 1]
         if e == s:
             continue
-        cam = t // (tw * th)
-        ty = (t // tw) % th
-        tx = t % tw
+        cam, y0, y1, x0, x1, pxc, pyc = _tile_pixels(t, tw, th, ts, W, H)
         loc, lf = _load_tile(s, e, pair_gid, m, cn, opa, feats)
-        y0, y1 = ty * ts, min(ty * ts + ts, H)
-        x0, x1 = tx * ts, min(tx * ts + ts, W)
-        P = (y1 - y0) * (x1 - x0)
-        pxc = np.empty(P)
-        pyc = np.empty(P)
+        P = pxc.shape[0]
         T = np.ones(P)
         live = np.ones(P, dtype=np.bool_)
         n = np.zeros(P, dtype=np.int64)
         acc = np.zeros((P, F + 1))
-        q = 0
-        for py in range(y0, y1):
-            for px in range(x0, x1):
-                pxc[q], pyc[q] = px + 0.5, py + 0.5
-                q += 1
         alive = P
         for j in range(e - s):
             mx, my = loc[j, 0], loc[j, 1]
@@ -212,15 +220,9 @@ def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, gout, t
         s, e = tile_start[t], tile_start[t + 1]
         if e == s:
             continue
-        cam = t // (tw * th)
-        ty = (t // tw) % th
-        tx = t % tw
+        cam, y0, y1, x0, x1, pxc, pyc = _tile_pixels(t, tw, th, ts, W, H)
         loc, lf = _load_tile(s, e, pair_gid, m, cn, opa, feats)
-        y0, y1 = ty * ts, min(ty * ts + ts, H)
-        x0, x1 = tx * ts, min(tx * ts + ts, W)
-        P = (y1 - y0) * (x1 - x0)
-        pxc = np.empty(P)
-        pyc = np.empty(P)
+        P = pxc.shape[0]
         T = np.empty(P)
         S = np.zeros(P)
         n = np.empty(P, dtype=np.int64)
@@ -229,7 +231,6 @@ def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, gout, t
         nmax = 0
         for py in range(y0, y1):
             for px in range(x0, x1):
-                pxc[q], pyc[q] = px + 0.5, py + 0.5
                 T[q] = tfinal[cam, py, px]
                 n[q] = nvis[cam, py, px]
                 nmax = max(nmax, n[q])
