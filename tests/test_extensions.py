@@ -130,3 +130,13 @@ def test_cli_kind_flag_offers_that_fields_options():
     assert parse(["scene"]).config.deform == HexPlaneConfig()
     with pytest.raises(SystemExit):  # a hexplane option without choosing hexplane
         parse(["scene", "--deform.kind", "basis", "--deform.feature-dim", "4"])
+
+
+def test_renamed_strategy_flags_still_parse_and_say_so(capsys):
+    a = parse(["scene", "--strategy.refine-stop", "2400", "--strategy.refine-start=50", "--iterations", "3000"])
+    assert a.config.strategy.refine_stop_iter == 2400 and a.config.strategy.refine_start_iter == 50
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["endogs train: --strategy.refine-stop is now --strategy.refine-stop-iter; using that",
+                   "endogs train: --strategy.refine-start is now --strategy.refine-start-iter; using that"]
+    assert parse(["scene", "--strategy.refine-stop-iter", "9"]).config.strategy.refine_stop_iter == 9
+    assert capsys.readouterr().err == ""

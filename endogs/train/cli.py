@@ -74,7 +74,24 @@ def _plain(obj: object, cls: type) -> object:
     return cls(**{f.name: getattr(obj, f.name) for f in dataclasses.fields(cls)})
 
 
+RENAMED_FLAGS = {"--strategy.refine-start": "--strategy.refine-start-iter", "--strategy.refine-stop": "--strategy.refine-stop-iter"}
+"""Flags of earlier versions (the strategy config is now gsplat's option names) -> today's spelling."""
+
+
+def _renamed(argv: list[str]) -> list[str]:
+    """``argv`` with earlier flag spellings replaced, each replacement announced in one stderr line."""
+    out = []
+    for a in argv:
+        name, eq, value = a.partition("=")
+        if name in RENAMED_FLAGS:
+            print(f"endogs train: {name} is now {RENAMED_FLAGS[name]}; using that", file=sys.stderr)
+            a = RENAMED_FLAGS[name] + eq + value
+        out.append(a)
+    return out
+
+
 def parse(argv: list[str]) -> TrainArgs:
+    argv = _renamed(list(argv))
     preset = _flag_value(argv, "--preset") or "default"
     cfg = load_preset(preset) if preset != "default" or "default" in list_presets() else TrainConfig()
     kind = _flag_value(argv, "--deform.kind")
