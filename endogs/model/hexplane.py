@@ -68,7 +68,11 @@ class HexPlaneField(NormalizedField):
         for spatial, temporal in zip(self.spatial, self.temporal):
             fs = F.grid_sample(spatial, grid_s[:, :, None], mode="bilinear", padding_mode="border", align_corners=True)
             ft = F.grid_sample(temporal, grid_t[:, :, None], mode="bilinear", padding_mode="border", align_corners=True)
-            f = torch.cat([fs, ft]).prod(dim=0)  # [C, N, 1]
+            s0, s1, s2 = fs.unbind(0)
+            t0, t1, t2 = ft.unbind(0)
+            # the product of the six planes, in prod(dim=0)'s order (same values); an explicit chain has
+            # a cheap backward where ProdBackward divides and handles zeros (~3x the time at 20k Gaussians)
+            f = s0 * s1 * s2 * t0 * t1 * t2  # [C, N, 1]
             feats.append(f[:, :, 0].t())  # [N, C]
         return torch.cat(feats, dim=-1)  # [N, C * levels]
 
