@@ -1,11 +1,13 @@
-"""kill -9 at random moments of ``endogs train``, ``eval`` and ``export`` on a tiny synthetic scene.
+"""kill -9 at random moments of ``endogs train``, ``eval``, ``export``, ``prepare`` and ``batch`` on tiny inputs.
 
 Each trial starts the command as a real process (``python -m endogs ...``), SIGKILLs it after a seeded
 random delay, checks that no file under its final name is half-written (checkpoint.pt loads, run.yaml /
 metrics.json / index.json parse, log.jsonl reads with at most a cut last line, PNG / PLY / npy files are
 whole), then reruns it (train: ``--resume`` when a checkpoint exists, else the same command) and
 checks that the result equals an uninterrupted run: the final checkpoint's parameters bit for bit,
-the evaluation's metrics, the exported files byte for byte.
+the evaluation's metrics, the exported files byte for byte, the prepared scene's files (a 6-frame
+synthetic stereo video, odometry poses) byte for byte, the batch's pair (one scene, one config, on a
+private local Ray instance) with the same final parameters and metrics.
 
     python scripts/kill_trials.py --trials 60 --seed 1 --work /tmp/kill
 """
@@ -42,9 +44,10 @@ EXPORT_FLAGS = ["--what", "ply", "depth", "--stride", "3", "--quiet"]
 # eval and export are killed a random delay after their start; a training either a random delay after its
 # start (before or during initialisation) or a random delay after its log has reached a random step
 # (during the optimisation, with or without a checkpoint on disk).
-WINDOWS = {"train": (1.0, 6.0), "eval": (2.5, 5.0), "export": (2.5, 5.0)}
+WINDOWS = {"train": (1.0, 6.0), "eval": (2.5, 5.0), "export": (2.5, 5.0), "prepare": (2.0, 9.0), "batch": (4.0, 25.0)}
 AFTER_STEP = (0.0, 0.4)  # seconds after the log reached the drawn step
 START_TIMEOUT = 300.0  # a run that writes no log line within this is a failure of its own
+ORPHANS_GRACE = 180.0  # seconds the processes a killed batch driver started may outlive it
 
 
 @dataclass
@@ -55,6 +58,8 @@ class Setup:
     reference: Path  # an uninterrupted run, evaluated and exported
     ref_metrics: dict
     ref_export: dict[str, bytes]
+    video: Optional[tuple[list[str], dict[str, bytes]]] = None  # prepare: (args after the output, reference files)
+    batch: Optional[tuple[Path, dict]] = None  # batch: (SPEC, reference metrics)
 
 
 def cli(args: list[str]) -> int:
@@ -93,6 +98,59 @@ def setup(work: Path) -> Setup:
     return s
 
 
+def tree_files(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path (hidden temporary names excluded)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)}
+
+
+def prepare_setup(s: Setup) -> tuple[list[str], dict[str, bytes]]:
+    """A 6-frame top-bottom stereo video and its uninterrupted ``endogs prepare`` (made once)."""
+    if s.video is None:
+        from endogs.data.synthetic import SyntheticConfig, generate
+        from endogs.video.synthetic_stereo import write_stereo_video
+
+        scene = generate(SyntheticConfig(width=160, height=128, n_frames=6, camera="moving", deformation=0.3, seed=3))
+        v = write_stereo_video(scene, s.work / "video", layout="top-bottom", overwrite=True)
+        args = [str(v.inputs[0]), "--calib", str(v.calibration), "--quiet"]
+        ref = s.work / "prepared_reference"
+        shutil.rmtree(ref, ignore_errors=True)
+        assert subprocess.run([sys.executable, "-m", "endogs", "prepare", args[0], "--out", str(ref), *args[1:]],
+                              capture_output=True, env=_env()).returncode == 0
+        s.video = (args, tree_files(ref))
+    return s.video
+
+
+def batch_setup(s: Setup) -> tuple[Path, dict]:
+    """A one-pair SPEC (the tiny scene, the tiny preset) and its uninterrupted batch (made once)."""
+    if s.batch is None:
+        import yaml
+
+        spec = s.work / "spec.yaml"
+        spec.write_text(yaml.safe_dump({
+            "name": "kill", "output": "batch_reference", "overrides": {"device": "cpu"},
+            "eval": {"images": False, "video": False, "fps_min_time": 0.0, "fps_warmup": 0},
+            "inputs": [{"scene": str(s.scene)}], "configs": [{"name": "tiny", "preset": str(s.preset)}]}))
+        ref = s.work / "batch_reference"
+        shutil.rmtree(ref, ignore_errors=True)
+        assert subprocess.run([sys.executable, "-m", "endogs", "batch", str(spec), "--out", str(ref)], capture_output=True,
+                              env=_env(), cwd=s.work).returncode == 0
+        s.batch = (spec, batch_result(ref))
+    return s.batch
+
+
+def batch_result(out: Path) -> dict:
+    """The pair's final parameters' checksum and metrics of a finished batch output folder."""
+    import torch
+
+    (run,) = [p.parent for p in out.glob("*/run.yaml")]
+    ckpt = RunFolder(run).load_checkpoint()
+    assert ckpt["done"]
+    params = {k: float(v.double().sum()) for k, v in ckpt["scene"]["state_dict"].items() if isinstance(v, torch.Tensor)}
+    metrics = json.loads(RunFolder(run).metrics_file("test").read_text())["metrics"]
+    return {"step": ckpt["step"], "params": params, "metrics": metrics}
+
+
 def check_visible(folder: Path) -> int:
     """Assert every file under its final name in ``folder`` is whole; returns how many were checked."""
     import cv2
@@ -125,12 +183,17 @@ def check_visible(folder: Path) -> int:
     return n
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", "endogs", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def _start(args: list[str], cwd: Optional[Path] = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "endogs", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=_env(), cwd=cwd, start_new_session=True)
 
 
 def _kill(proc: subprocess.Popen) -> bool:
+    """SIGKILL the command's process (only it: what it started must cope, as after a real kill -9)."""
     if proc.poll() is not None:
         return False
     os.kill(proc.pid, signal.SIGKILL)
@@ -138,14 +201,37 @@ def _kill(proc: subprocess.Popen) -> bool:
     return True
 
 
-def kill_at(args: list[str], delay: float) -> bool:
-    """Run ``python -m endogs ARGS``; SIGKILL it ``delay`` s after the start. True when it was killed."""
-    proc = _start(args)
+def session_pids(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (Linux /proc; [] elsewhere): what a killed command had started."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields after the name: state, ppid, pgrp, session
+            out.append(int(stat.parent.name))
+    return out
+
+
+def kill_at(args: list[str], delay: float, cwd: Optional[Path] = None, orphans_grace: Optional[float] = None) -> bool:
+    """Run ``python -m endogs ARGS``; SIGKILL it ``delay`` s after the start. True when it was killed.
+    With ``orphans_grace``: assert that nothing it started (its session) is still running that long after."""
+    proc = _start(args, cwd)
     try:
         proc.wait(timeout=delay)
         return False
     except subprocess.TimeoutExpired:
-        return _kill(proc)
+        killed = _kill(proc)
+    if orphans_grace is not None:
+        deadline = time.monotonic() + orphans_grace
+        while session_pids(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = session_pids(proc.pid)
+        for pid in left:  # do not leave them to the next trial
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"{' '.join(args)}: {len(left)} processes it started outlived it by {orphans_grace:.0f} s"
+    return killed
 
 
 def log_steps(run: Path) -> int:
@@ -200,6 +286,38 @@ def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
         assert cli(["train", "--resume", str(run), "--quiet"] if resumed else train_args(s, run)) == 0
         same_checkpoint(run, s.reference)
         shutil.rmtree(run)
+    elif kind == "prepare":
+        args, ref_files = prepare_setup(s)
+        out = s.work / f"t{n}"
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = ["prepare", args[0], "--out", str(out), *args[1:]]
+        killed = kill_at(cmd, delay)
+        checked = len(tree_files(out)) if out.exists() else 0  # the folder appears whole (atomic rename) or not at all
+        if out.exists():
+            check_visible(out)
+        else:
+            assert cli(cmd) == 0
+        assert tree_files(out) == ref_files, "the prepared scene differs from the uninterrupted one"
+        resumed = False
+        shutil.rmtree(out)
+        for tmp in s.work.glob(f".t{n}*"):  # a killed prepare leaves its hidden temporary folder
+            shutil.rmtree(tmp, ignore_errors=True)
+    elif kind == "batch":
+        spec, ref = batch_setup(s)
+        out = s.work / f"t{n}"
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = ["batch", str(spec), "--out", str(out)]
+        # Ray's processes outlive a SIGKILLed driver: its dashboard agent and a worker for ~60 s (62 s measured
+        # on an idle machine) until they notice the raylet's death; they must be gone within the grace
+        killed = kill_at(cmd, delay, cwd=s.work, orphans_grace=ORPHANS_GRACE)
+        checked = check_visible(out) if out.exists() else 0
+        resumed = any(out.glob("*/checkpoint.pt"))
+        r = subprocess.run([sys.executable, "-m", "endogs", *cmd], capture_output=True, text=True, env=_env(), cwd=s.work,
+                           timeout=START_TIMEOUT)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert batch_result(out) == ref, "the batch's pair differs from the uninterrupted batch"
+        check_visible(out)
+        shutil.rmtree(out)
     else:
         run = s.work / f"t{n}"
         shutil.rmtree(run, ignore_errors=True)
@@ -219,7 +337,8 @@ def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
     return {"kind": kind, **moment, "killed": killed, "files_checked": checked, "resumed": resumed}
 
 
-def run_trials(work: Path, trials: int, seed: int, kinds: tuple[str, ...] = ("train", "train", "eval", "export"),
+def run_trials(work: Path, trials: int, seed: int,
+               kinds: tuple[str, ...] = ("train", "train", "eval", "export", "train", "prepare", "train", "eval", "export", "batch"),
                log: Optional[callable] = None) -> list[dict]:
     s = setup(work)
     rng = random.Random(seed)
