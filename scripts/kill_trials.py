@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from endogs.run import CHECKPOINT_FILE, LOG_FILE, RunFolder
+from endogs.run import CHECKPOINT_FILE, LOG_FILE, RUN_FILE, RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 # A run of a few seconds: 400 Gaussians, a tiny HexPlane, no densification, a checkpoint every 2 steps.
@@ -143,7 +143,7 @@ def batch_result(out: Path) -> dict:
     """The pair's final parameters' checksum and metrics of a finished batch output folder."""
     import torch
 
-    (run,) = [p.parent for p in out.glob("*/run.yaml")]
+    (run,) = [p.parent for p in out.glob(f"*/{RUN_FILE}")]
     ckpt = RunFolder(run).load_checkpoint()
     assert ckpt["done"]
     params = {k: float(v.double().sum()) for k, v in ckpt["scene"]["state_dict"].items() if isinstance(v, torch.Tensor)}
@@ -311,7 +311,7 @@ def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
         # on an idle machine) until they notice the raylet's death; they must be gone within the grace
         killed = kill_at(cmd, delay, cwd=s.work, orphans_grace=ORPHANS_GRACE)
         checked = check_visible(out) if out.exists() else 0
-        resumed = any(out.glob("*/checkpoint.pt"))
+        resumed = any(out.glob(f"*/{CHECKPOINT_FILE}"))
         r = subprocess.run([sys.executable, "-m", "endogs", *cmd], capture_output=True, text=True, env=_env(), cwd=s.work,
                            timeout=START_TIMEOUT)
         assert r.returncode == 0, r.stderr[-2000:]
