@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -39,12 +39,14 @@ TINY = {
 }
 EVAL_FLAGS = ["--no-video", "--no-plots", "--fps-min-time", "0", "--quiet"]
 EXPORT_FLAGS = ["--what", "ply", "depth", "--stride", "3", "--quiet"]
-# When a trial is killed. Time from the start alone depends on the machine's load (the import of endogs and
-# the first render can take from 3 to 40 s), so moments are drawn relative to what the process has done:
-# eval and export are killed a random delay after their start; a training either a random delay after its
-# start (before or during initialisation) or a random delay after its log has reached a random step
-# (during the optimisation, with or without a checkpoint on disk).
-WINDOWS = {"train": (1.0, 6.0), "eval": (2.5, 5.0), "export": (2.5, 5.0), "prepare": (2.0, 9.0), "batch": (4.0, 25.0)}
+# When a trial is killed. Time from the start alone depends on the machine (the import of endogs and the
+# first render take from 3 to 40 s), so moments are drawn relative to what the process does: eval, export,
+# prepare and batch are killed at a random fraction of the time an uninterrupted run of the same command
+# took on this machine (measured once); a training either a random delay after its start (before or
+# during initialisation) or a random delay after its log has reached a random step (during the
+# optimisation, with or without a checkpoint on disk).
+TRAIN_WINDOW = (1.0, 6.0)  # seconds after the start
+FRACTION = (0.15, 0.9)  # of the uninterrupted run's duration
 AFTER_STEP = (0.0, 0.4)  # seconds after the log reached the drawn step
 START_TIMEOUT = 300.0  # a run that writes no log line within this is a failure of its own
 ORPHANS_GRACE = 180.0  # seconds the processes a killed batch driver started may outlive it
@@ -60,6 +62,7 @@ class Setup:
     ref_export: dict[str, bytes]
     video: Optional[tuple[list[str], dict[str, bytes]]] = None  # prepare: (args after the output, reference files)
     batch: Optional[tuple[Path, dict]] = None  # batch: (SPEC, reference metrics)
+    durations: dict = field(default_factory=dict)  # kind -> seconds of an uninterrupted run as a process
 
 
 def cli(args: list[str]) -> int:
@@ -104,6 +107,26 @@ def tree_files(root: Path) -> dict[str, bytes]:
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)}
 
 
+def timed(args: list[str], cwd: Optional[Path] = None) -> float:
+    """Seconds an uninterrupted ``python -m endogs ARGS`` takes (it must succeed)."""
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "endogs", *args], capture_output=True, text=True, env=_env(), cwd=cwd,
+                       timeout=START_TIMEOUT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return time.perf_counter() - t0
+
+
+def duration(s: Setup, kind: str) -> float:
+    """How long an uninterrupted eval / export of the reference takes as a process here (measured once)."""
+    if kind not in s.durations:
+        run = s.work / f"timing_{kind}"
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.copytree(s.reference, run, ignore=shutil.ignore_patterns("eval_*", "export"))
+        s.durations[kind] = timed(["eval", str(run), *EVAL_FLAGS] if kind == "eval" else ["export", str(run), *EXPORT_FLAGS])
+        shutil.rmtree(run)
+    return s.durations[kind]
+
+
 def prepare_setup(s: Setup) -> tuple[list[str], dict[str, bytes]]:
     """A 6-frame top-bottom stereo video and its uninterrupted ``endogs prepare`` (made once)."""
     if s.video is None:
@@ -115,8 +138,7 @@ def prepare_setup(s: Setup) -> tuple[list[str], dict[str, bytes]]:
         args = [str(v.inputs[0]), "--calib", str(v.calibration), "--quiet"]
         ref = s.work / "prepared_reference"
         shutil.rmtree(ref, ignore_errors=True)
-        assert subprocess.run([sys.executable, "-m", "endogs", "prepare", args[0], "--out", str(ref), *args[1:]],
-                              capture_output=True, env=_env()).returncode == 0
+        s.durations["prepare"] = timed(["prepare", args[0], "--out", str(ref), *args[1:]])
         s.video = (args, tree_files(ref))
     return s.video
 
@@ -133,8 +155,7 @@ def batch_setup(s: Setup) -> tuple[Path, dict]:
             "inputs": [{"scene": str(s.scene)}], "configs": [{"name": "tiny", "preset": str(s.preset)}]}))
         ref = s.work / "batch_reference"
         shutil.rmtree(ref, ignore_errors=True)
-        assert subprocess.run([sys.executable, "-m", "endogs", "batch", str(spec), "--out", str(ref)], capture_output=True,
-                              env=_env(), cwd=s.work).returncode == 0
+        s.durations["batch"] = timed(["batch", str(spec), "--out", str(ref)], cwd=s.work)
         s.batch = (spec, batch_result(ref))
     return s.batch
 
@@ -269,7 +290,14 @@ def same_checkpoint(a: Path, b: Path) -> None:
 
 
 def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
-    delay = rng.uniform(*WINDOWS[kind])
+    if kind == "train":
+        delay = rng.uniform(*TRAIN_WINDOW)
+    else:
+        if kind == "prepare":
+            prepare_setup(s)
+        elif kind == "batch":
+            batch_setup(s)
+        delay = rng.uniform(*FRACTION) * (s.durations[kind] if kind in ("prepare", "batch") else duration(s, kind))
     moment = {"delay": round(delay, 3)}
     if kind == "train":
         run = s.work / f"t{n}"
