@@ -10,18 +10,22 @@ It composites exactly what :mod:`endogs.render.cpu` (and gsplat 1.5.3, ``packed=
    ``pair_gid`` is already front to back, no pair sort is needed.
 2. *Forward* (parallel over tiles with ``prange``): per pixel, front to back, stopping
    (exclusively) before the Gaussian that would take the transmittance to ``1e-4``. The loop runs
-   over the tile's Gaussians outside and its pixels inside (each pixel sees the same sequence as a
-   per-pixel loop, so the result is the same to the bit), and a tile stops when all its pixels have.
-   The final transmittance and the number of Gaussians visited are kept per pixel.
-3. *Backward* (parallel over tiles): per pixel, back to front from the last visited Gaussian,
-   recovering ``T`` by division by ``1 - alpha`` and carrying the suffix sum ``S`` of
-   ``w G``; ``dL/dsigma = alpha / (1 - alpha) S - w G``. Again Gaussians outside, pixels inside:
-   a (tile, Gaussian) pair's gradient is summed over the tile's pixels locally and written once, so
-   tiles never race; the pairs are then summed per Gaussian in one serial pass.
+   over the tile's Gaussians outside and its pixels inside; the pixel loop is branch-free (masks
+   and selects, ``exp`` by a polynomial) so LLVM vectorises it, and a tile stops when all its pixels
+   have. The final transmittance and the index of the Gaussian that stopped each pixel are kept.
+3. *Backward* (parallel over tiles): per pixel, back to front from that index, recovering ``T`` by
+   division by ``1 - alpha`` and carrying the suffix sum ``S`` of ``w G``;
+   ``dL/dsigma = alpha / (1 - alpha) S - w G``. Again Gaussians outside, (vectorised) pixels inside:
+   a (tile, Gaussian) pair's gradient is summed over the tile's pixels and written once, so tiles
+   never race; the pairs are then summed per Gaussian (in float64) in one serial pass.
 
-Arithmetic is float64 inside the kernels whatever the tensor dtype. The kernels are compiled on
-first use and cached on disk (``cache=True``, in numba's cache folder next to this file or in
-``NUMBA_CACHE_DIR``). ``torch.get_num_threads()`` sets numba's thread count for every call.
+The kernels compute in the tensors' dtype: float32 in training (twice the SIMD lanes of float64),
+float64 for float64 tensors (which the reference tests compare with a float64 brute-force renderer
+to 1e-12). ``exp(-s)`` is ``exp(-s/16)**16`` with a degree-12 Taylor polynomial, accurate to about
+1e-15 relative in float64 and to float32 rounding in float32; per-pixel sums may be reassociated
+(``fastmath`` reassoc/contract/nsz only). The kernels are compiled on first use and cached on disk
+(``cache=True``, in numba's cache folder next to this file or in ``NUMBA_CACHE_DIR``), one
+specialisation per dtype. ``torch.get_num_threads()`` sets numba's thread count for every call.
 """
 
 from __future__ import annotations
@@ -114,27 +118,61 @@ def _bin(order, m, cn, opa, radii, N, W, H, ts, tw, th, fill, counts, pair_gid):
                 counts[t] += 1
 
 
+#: fastmath flags of the compositing kernels: reassociation lets LLVM vectorise the per-pixel sums
+#: (the order of a float sum changes, nothing else); no "nnan"/"ninf", so NaN checks stay exact.
+_FASTMATH = {"reassoc", "contract", "nsz"}
+
+#: exp(-s) is evaluated as exp(-s/16)**16, exp(-r) by its Taylor polynomial of this degree
+#: (r <= 0.35: truncation below 1e-15, so the float64 kernels agree with ``math.exp`` to ~1e-15).
+_EXP_DEGREE = 12
+#: Largest sigma the polynomial is used for: alpha < 1/255 above ln(255) for any opacity <= 1, and
+#: those pixels are masked out (the clamp only keeps the polynomial in its range).
+_SIG_CLAMP = 5.6
+
+
+def _constants(dtype: np.dtype) -> np.ndarray:
+    """The kernels' constants in the compute dtype (a literal would promote float32 maths to float64):
+    0.5, 1, alpha threshold, alpha max, T stop, 1/16, sigma clamp, 0, then the exp coefficients
+    (Horner order, highest first)."""
+    k = [0.5, 1.0, ALPHA_THRESHOLD, ALPHA_MAX, T_STOP, 1.0 / 16.0, _SIG_CLAMP, 0.0]
+    k += [(-1.0) ** i / math.factorial(i) for i in range(_EXP_DEGREE, -1, -1)]
+    return np.array(k, dtype=dtype)
+
+
+@njit(cache=True, inline="always")
+def _exp_neg(sig, hi, r16, c):  # pragma: no cover - compiled
+    """exp(-sig) for 0 <= sig <= hi, branch-free (vectorises; numba has no vector exp without SVML)."""
+    r = (hi if sig > hi else sig) * r16
+    q = ((((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]) * r + c[6]) * r
+    q = (((((q + c[7]) * r + c[8]) * r + c[9]) * r + c[10]) * r + c[11]) * r + c[12]
+    q = q * q
+    q = q * q
+    q = q * q
+    return q * q
+
+
 @njit(cache=True)
-def _load_tile(s, e, pair_gid, m, cn, opa, feats):  # pragma: no cover - compiled
-    """Tile-local float64 copies: rows (mx, my, a, b, c, o, ln(255 o) + slack) and features."""
+def _load_tile(s, e, pair_gid, m, cn, opa, feats, k):  # pragma: no cover - compiled
+    """Tile-local copies in the compute dtype: rows (mx, my, a, b, c, o, ln(255 o) + slack) and
+    features [n, F]."""
     F = feats.shape[1]
-    loc = np.empty((e - s, 7))
-    lf = np.empty((e - s, F))
+    loc = np.empty((e - s, 7), dtype=k.dtype)
+    lf = np.empty((e - s, F), dtype=k.dtype)
     for j in range(e - s):
         g = pair_gid[s + j]
         loc[j, 0], loc[j, 1] = m[g, 0], m[g, 1]
         loc[j, 2], loc[j, 3], loc[j, 4] = cn[g, 0], cn[g, 1], cn[g, 2]
-        o = float(opa[g])
+        o = opa[g]
         loc[j, 5] = o
         # sigma above this gives alpha < 1/255 for sure (the exact test follows for the rest).
-        loc[j, 6] = math.log(max(o, 1e-30)) + _LN_255 + 1e-6
+        loc[j, 6] = math.log(max(float(o), 1e-30)) + _LN_255 + 1e-6
         for f in range(F):
             lf[j, f] = feats[g, f]
     return loc, lf
 
 
 @njit(cache=True)
-def _tile_pixels(t, tw, th, ts, W, H):  # pragma: no cover - compiled
+def _tile_pixels(t, tw, th, ts, W, H, k):  # pragma: no cover - compiled
     """Tile ``t``'s camera, pixel box (y0, y1, x0, x1) and pixel centres (row-major) as two arrays."""
     cam = t // (tw * th)
     ty = (t // tw) % th
@@ -142,150 +180,175 @@ def _tile_pixels(t, tw, th, ts, W, H):  # pragma: no cover - compiled
     y0, y1 = ty * ts, min(ty * ts + ts, H)
     x0, x1 = tx * ts, min(tx * ts + ts, W)
     P = (y1 - y0) * (x1 - x0)
-    pxc = np.empty(P)
-    pyc = np.empty(P)
+    pxc = np.empty(P, dtype=k.dtype)
+    pyc = np.empty(P, dtype=k.dtype)
     q = 0
     for py in range(y0, y1):
         for px in range(x0, x1):
-            pxc[q], pyc[q] = px + 0.5, py + 0.5
+            pxc[q] = px + k[0]
+            pyc[q] = py + k[0]
             q += 1
     return cam, y0, y1, x0, x1, pxc, pyc
 
 
-@njit(parallel=True, cache=True)
-def _forward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, out, tfinal, nvis):  # pragma: no cover
-    """Composite every tile; ``out`` [C, H, W, F+1], ``tfinal``/``nvis`` [C, H, W]. Gaussians outer, the
-    tile's pixels inner: each Gaussian is read once per tile, and the tile stops when every pixel has."""
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _forward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, k, out, tfinal, tstop_at):  # pragma: no cover
+    """Composite every tile; ``out`` [C, H, W, F+1], ``tfinal`` / ``tstop_at`` [C, H, W] (the final
+    transmittance, and the tile-list index of the Gaussian that stopped the pixel, or the list's
+    length). Gaussians outer, the tile's pixels inner and branch-free (so the pixel loop vectorises);
+    the tile stops when every pixel has."""
     F = feats.shape[1]
     n_tiles = tile_start.shape[0] - 1
+    half, one, athr, amax, tstop, r16, hi, zero = k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]
+    c = (k[8], k[9], k[10], k[11], k[12], k[13], k[14], k[15], k[16], k[17], k[18], k[19], k[20])
     for t in prange(n_tiles):
         s, e = tile_start[t], tile_start[t + 1]
         if e == s:
             continue
-        cam, y0, y1, x0, x1, pxc, pyc = _tile_pixels(t, tw, th, ts, W, H)
-        loc, lf = _load_tile(s, e, pair_gid, m, cn, opa, feats)
+        cam, y0, y1, x0, x1, pxc, pyc = _tile_pixels(t, tw, th, ts, W, H, k)
+        loc, lf = _load_tile(s, e, pair_gid, m, cn, opa, feats, k)
         P = pxc.shape[0]
-        T = np.ones(P)
-        live = np.ones(P, dtype=np.bool_)
-        n = np.zeros(P, dtype=np.int64)
-        acc = np.zeros((P, F + 1))
-        alive = P
+        T = np.ones(P, dtype=k.dtype)
+        live = np.ones(P, dtype=k.dtype)  # 1 while the pixel composites, then 0
+        stop = np.full(P, zero + (e - s), dtype=k.dtype)
+        w = np.empty(P, dtype=k.dtype)
+        acc = np.zeros((F + 1, P), dtype=k.dtype)
+        alive = zero + P
         for j in range(e - s):
             mx, my = loc[j, 0], loc[j, 1]
-            a, b, c = loc[j, 2], loc[j, 3], loc[j, 4]
+            a, b, cc = loc[j, 2], loc[j, 3], loc[j, 4]
             o, thr = loc[j, 5], loc[j, 6]
+            fj = zero + j
+            dead = zero
             for p in range(P):
-                if not live[p]:
-                    continue
-                dx, dy = mx - pxc[p], my - pyc[p]
-                sig = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-                if sig > thr:
-                    continue
-                al = o * math.exp(-sig)
-                if al < ALPHA_THRESHOLD:
-                    continue
-                al = min(al, ALPHA_MAX)
+                dx = mx - pxc[p]
+                dy = my - pyc[p]
+                sig = half * (a * dx * dx + cc * dy * dy) + b * dx * dy
+                al = o * _exp_neg(sig, hi, r16, c)
+                al = amax if al > amax else al
                 Tp = T[p]
-                nT = Tp * (1.0 - al)
-                if nT <= T_STOP:
-                    live[p] = False
-                    alive -= 1
-                    continue
-                w = al * Tp
-                for f in range(F):
-                    acc[p, f] += w * lf[j, f]
-                acc[p, F] += w
-                T[p] = nT
-                n[p] = j + 1
-            if alive == 0:
+                nT = Tp * (one - al)
+                ok = (live[p] > zero) & (sig <= thr) & (al >= athr)
+                die = ok & (nT <= tstop)
+                use = ok & (nT > tstop)
+                if die:
+                    live[p] = zero
+                    stop[p] = fj
+                dead += one if die else zero
+                w[p] = al * Tp if use else zero
+                T[p] = nT if use else Tp
+            for f in range(F):
+                v = lf[j, f]
+                for p in range(P):
+                    acc[f, p] += w[p] * v
+            for p in range(P):
+                acc[F, p] += w[p]
+            alive -= dead
+            if alive < half:
                 break
         q = 0
         for py in range(y0, y1):
             for px in range(x0, x1):
                 for f in range(F + 1):
-                    out[cam, py, px, f] = acc[q, f]
+                    out[cam, py, px, f] = acc[f, q]
                 tfinal[cam, py, px] = T[q]
-                nvis[cam, py, px] = n[q]
+                tstop_at[cam, py, px] = stop[q]
                 q += 1
 
 
-@njit(parallel=True, cache=True)
-def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, gout, tfinal, nvis, gp, gabs, absgrad):  # pragma: no cover
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, k, gout, tfinal, tstop_at, gp, gabs, absgrad):  # pragma: no cover
     """Per-pair gradients ``gp`` [M, 6+F] = (mx, my, a, b, c, o, feats) and ``gabs`` [M, 2]. Gaussians back
-    to front outer, pixels inner: a pair's gradient is summed over the tile's pixels in local variables
-    (in the same pixel order as a per-pixel loop would, so the sums are the same) and written once."""
+    to front outer, the tile's pixels inner (branch-free, vectorised): per pixel, ``T`` is recovered by
+    division by ``1 - alpha`` and the suffix sum ``S`` of ``w G`` is carried; a pair's gradient is summed
+    over the tile's pixels and written once, so tiles never race."""
     F = feats.shape[1]
     n_tiles = tile_start.shape[0] - 1
+    half, one, athr, amax, r16, hi, zero = k[0], k[1], k[2], k[3], k[5], k[6], k[7]
+    c = (k[8], k[9], k[10], k[11], k[12], k[13], k[14], k[15], k[16], k[17], k[18], k[19], k[20])
     for t in prange(n_tiles):
         s, e = tile_start[t], tile_start[t + 1]
         if e == s:
             continue
-        cam, y0, y1, x0, x1, pxc, pyc = _tile_pixels(t, tw, th, ts, W, H)
-        loc, lf = _load_tile(s, e, pair_gid, m, cn, opa, feats)
+        cam, y0, y1, x0, x1, pxc, pyc = _tile_pixels(t, tw, th, ts, W, H, k)
+        loc, lf = _load_tile(s, e, pair_gid, m, cn, opa, feats, k)
         P = pxc.shape[0]
-        T = np.empty(P)
-        S = np.zeros(P)
-        n = np.empty(P, dtype=np.int64)
-        go = np.empty((P, F + 1))
+        T = np.empty(P, dtype=k.dtype)
+        S = np.zeros(P, dtype=k.dtype)
+        stop = np.empty(P, dtype=k.dtype)
+        go = np.empty((F + 1, P), dtype=k.dtype)
+        G = np.empty(P, dtype=k.dtype)
+        w = np.empty(P, dtype=k.dtype)
         q = 0
-        nmax = 0
+        last = zero
         for py in range(y0, y1):
             for px in range(x0, x1):
                 T[q] = tfinal[cam, py, px]
-                n[q] = nvis[cam, py, px]
-                nmax = max(nmax, n[q])
+                stop[q] = tstop_at[cam, py, px]
+                last = max(last, stop[q])
                 for f in range(F + 1):
-                    go[q, f] = gout[cam, py, px, f]
+                    go[f, q] = gout[cam, py, px, f]
                 q += 1
-        acc = np.empty(6 + F)
-        for j in range(nmax - 1, -1, -1):
+        for j in range(int(last) - 1, -1, -1):
             mx, my = loc[j, 0], loc[j, 1]
-            a, b, c = loc[j, 2], loc[j, 3], loc[j, 4]
+            a, b, cc = loc[j, 2], loc[j, 3], loc[j, 4]
             o, thr = loc[j, 5], loc[j, 6]
-            acc[:] = 0.0
-            ab0 = 0.0
-            ab1 = 0.0
+            fj = zero + j
             for p in range(P):
-                if j >= n[p]:
-                    continue
-                dx, dy = mx - pxc[p], my - pyc[p]
-                sig = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-                if sig > thr:
-                    continue
-                al = o * math.exp(-sig)
-                if al < ALPHA_THRESHOLD:
-                    continue
-                clamped = al > ALPHA_MAX
-                al = min(al, ALPHA_MAX)
-                Tp = T[p] / (1.0 - al)
-                T[p] = Tp
-                w = al * Tp
-                G = go[p, F]
-                for f in range(F):
-                    G += go[p, f] * lf[j, f]
-                    acc[6 + f] += w * go[p, f]
+                G[p] = go[F, p]
+            for f in range(F):
+                v = lf[j, f]
+                for p in range(P):
+                    G[p] += go[f, p] * v
+            g0 = zero
+            g1 = zero
+            g2 = zero
+            g3 = zero
+            g4 = zero
+            g5 = zero
+            ab0 = zero
+            ab1 = zero
+            for p in range(P):
+                dx = mx - pxc[p]
+                dy = my - pyc[p]
+                sig = half * (a * dx * dx + cc * dy * dy) + b * dx * dy
+                al0 = o * _exp_neg(sig, hi, r16, c)
+                ok = (fj < stop[p]) & (sig <= thr) & (al0 >= athr)
+                al = amax if al0 > amax else al0
+                om = one - al
+                Tp = T[p] / om
+                wG = al * Tp * G[p]
                 Sp = S[p]
-                gs = al / (1.0 - al) * Sp - w * G
-                S[p] = Sp + w * G
-                if clamped:
-                    continue
+                gs = al / om * Sp - wG
+                T[p] = Tp if ok else T[p]
+                S[p] = Sp + wG if ok else Sp
+                w[p] = al * Tp if ok else zero
+                gs = gs if (ok & (al0 <= amax)) else zero  # a clamped alpha passes no gradient to sigma
                 gmx = gs * (a * dx + b * dy)
-                gmy = gs * (b * dx + c * dy)
-                acc[0] += gmx
-                acc[1] += gmy
-                acc[2] += gs * 0.5 * dx * dx
-                acc[3] += gs * dx * dy
-                acc[4] += gs * 0.5 * dy * dy
-                acc[5] -= gs / o
-                if absgrad:
-                    ab0 += abs(gmx)
-                    ab1 += abs(gmy)
-            k = s + j
-            for f in range(6 + F):
-                gp[k, f] = acc[f]
+                gmy = gs * (b * dx + cc * dy)
+                g0 += gmx
+                g1 += gmy
+                g2 += gs * dx * dx
+                g3 += gs * dx * dy
+                g4 += gs * dy * dy
+                g5 += gs
+                ab0 += abs(gmx)
+                ab1 += abs(gmy)
+            kk = s + j
+            gp[kk, 0] = g0
+            gp[kk, 1] = g1
+            gp[kk, 2] = half * g2
+            gp[kk, 3] = g3
+            gp[kk, 4] = half * g4
+            gp[kk, 5] = -g5 / o
+            for f in range(F):
+                acc = zero
+                for p in range(P):
+                    acc += w[p] * go[f, p]
+                gp[kk, 6 + f] = acc
             if absgrad:
-                gabs[k, 0] = ab0
-                gabs[k, 1] = ab1
+                gabs[kk, 0] = ab0
+                gabs[kk, 1] = ab1
 
 
 @njit(cache=True)
@@ -306,8 +369,14 @@ def _threads() -> None:
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().contiguous().numpy()
+def _np(t: Tensor, dtype: Optional[np.dtype] = None) -> np.ndarray:
+    a = t.detach().contiguous().numpy()
+    return a if dtype is None or a.dtype == dtype else a.astype(dtype)
+
+
+def _compute_dtype(dtype: torch.dtype) -> np.dtype:
+    """The kernels compute in float64 for float64 tensors and in float32 for any other dtype."""
+    return np.dtype(np.float64) if dtype == torch.float64 else np.dtype(np.float32)
 
 
 def build_layout(
@@ -351,32 +420,34 @@ class _RasterizeNumba(torch.autograd.Function):
         F = feats.shape[-1]
         H, W = layout.height, layout.width
         L = layout
-        arrs = (_np(means2d.reshape(C * N, 2)), _np(conics.reshape(C * N, 3)),
-                _np(opacities.reshape(C * N)), _np(feats.reshape(C * N, F)))  # fmt: skip
-        out = np.zeros((C, H, W, F + 1), dtype=arrs[3].dtype)
-        tfinal = np.ones((C, H, W), dtype=np.float64)
-        nvis = np.zeros((C, H, W), dtype=np.int64)
+        dt = _compute_dtype(feats.dtype)
+        arrs = (_np(means2d.reshape(C * N, 2), dt), _np(conics.reshape(C * N, 3), dt),
+                _np(opacities.reshape(C * N), dt), _np(feats.reshape(C * N, F), dt))  # fmt: skip
+        k = _constants(dt)
+        out = np.zeros((C, H, W, F + 1), dtype=dt)
+        tfinal = np.ones((C, H, W), dtype=dt)
+        stop = np.zeros((C, H, W), dtype=dt)
         _threads()
-        _forward(L.tile_start, L.pair_gid, *arrs, W, H, L.tile_size, L.tiles_x, L.tiles_y, out, tfinal, nvis)
-        ctx.layout, ctx.absgrad, ctx.arrs, ctx.state = layout, absgrad, arrs, (tfinal, nvis)
+        _forward(L.tile_start, L.pair_gid, *arrs, W, H, L.tile_size, L.tiles_x, L.tiles_y, k, out, tfinal, stop)
+        ctx.layout, ctx.absgrad, ctx.arrs, ctx.state = layout, absgrad, arrs, (k, tfinal, stop)
         ctx.save_for_backward(means2d)
-        return torch.from_numpy(out)
+        return torch.from_numpy(out).to(feats.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         (means2d,) = ctx.saved_tensors
         L: NumbaLayout = ctx.layout
         m, cn, opa, feats = ctx.arrs
-        tfinal, nvis = ctx.state
+        k, tfinal, stop = ctx.state
         C, N = means2d.shape[:2]
         F = feats.shape[1]
         M = L.n_pairs
-        gout = _np(grad_out.to(means2d.dtype))
-        gp = np.zeros((M, 6 + F), dtype=np.float64)
-        gabs = np.zeros((M if ctx.absgrad else 0, 2), dtype=np.float64)
+        gout = _np(grad_out, k.dtype)
+        gp = np.zeros((M, 6 + F), dtype=k.dtype)
+        gabs = np.zeros((M if ctx.absgrad else 0, 2), dtype=k.dtype)
         _threads()
         _backward(L.tile_start, L.pair_gid, m, cn, opa, feats, L.width, L.height, L.tile_size, L.tiles_x,
-                  L.tiles_y, gout, tfinal, nvis, gp, gabs, bool(ctx.absgrad))  # fmt: skip
+                  L.tiles_y, k, gout, tfinal, stop, gp, gabs, bool(ctx.absgrad))  # fmt: skip
         grads = np.zeros((C * N, 6 + F), dtype=np.float64)
         gabs_out = np.zeros((C * N if ctx.absgrad else 0, 2), dtype=np.float64)
         _reduce(L.pair_gid, gp, gabs, grads, gabs_out, bool(ctx.absgrad))
