@@ -3,11 +3,11 @@
 It composites exactly what :mod:`endogs.render.cpu` (and gsplat 1.5.3, ``packed=False``,
 ``rasterize_mode="classic"``) composites; only the way it is computed differs:
 
-1. *Binning* (serial, one pass to count and one to fill): visible Gaussians are visited in
-   (camera, depth) order and appended to every tile whose pixel centres meet both their radius
-   box and their ``alpha >= 1/255`` ellipse (the same exact per-row ellipse test as the PyTorch
-   path). Visiting in depth order makes this a counting sort: each tile's run of the CSR list
-   ``pair_gid`` is already front to back, no pair sort is needed.
+1. *Binning*: the tiles of each visible Gaussian are those whose pixel centres meet both its
+   radius box and its ``alpha >= 1/255`` ellipse (the same exact per-row ellipse test as the
+   PyTorch path), counted and then written in parallel over the Gaussians; a serial, stable
+   counting sort by tile that visits the Gaussians in (camera, depth) order then leaves each
+   tile's run of the CSR list ``pair_gid`` front to back (no comparison sort of the pairs).
 2. *Forward* (parallel over tiles with ``prange``): per pixel, front to back, stopping
    (exclusively) before the Gaussian that would take the transmittance to ``1e-4``. The loop runs
    over the tile's Gaussians outside and its pixels inside; the pixel loop is branch-free (masks
@@ -77,45 +77,81 @@ class NumbaLayout:
         return int(self.pair_gid.shape[0])
 
 
-@njit(cache=True)
-def _bin(order, m, cn, opa, radii, N, W, H, ts, tw, th, fill, counts, pair_gid):  # pragma: no cover - compiled
-    """Count (``fill`` False) or write (``fill`` True, ``counts`` = running offsets) the pairs."""
-    for i in range(order.shape[0]):
-        g = order[i]
-        cam = g // N
-        mx, my = float(m[g, 0]), float(m[g, 1])
-        rx, ry = float(radii[g, 0]), float(radii[g, 1])
-        lox = max(math.ceil(mx - rx - 0.5), 0.0)
-        hix = min(math.floor(mx + rx - 0.5), W - 1.0)
-        loy = max(math.ceil(my - ry - 0.5), 0.0)
-        hiy = min(math.floor(my + ry - 0.5), H - 1.0)
-        if hix < lox or hiy < loy:
+@njit(cache=True, inline="always")
+def _tiles_of(g, m, cn, opa, radii, N, W, H, ts, tw, th, fill, tiles, at):  # pragma: no cover - compiled
+    """Number of tiles Gaussian ``g`` (flat ``camera * N + gaussian``) meets; with ``fill``, their
+    ids are also written to ``tiles[at:]`` in row-major tile order."""
+    cam = g // N
+    mx, my = float(m[g, 0]), float(m[g, 1])
+    rx, ry = float(radii[g, 0]), float(radii[g, 1])
+    lox = max(math.ceil(mx - rx - 0.5), 0.0)
+    hix = min(math.floor(mx + rx - 0.5), W - 1.0)
+    loy = max(math.ceil(my - ry - 0.5), 0.0)
+    hiy = min(math.floor(my + ry - 0.5), H - 1.0)
+    if hix < lox or hiy < loy:
+        return 0
+    a, b, c = float(cn[g, 0]), float(cn[g, 1]), float(cn[g, 2])
+    tau2 = max(2.0 * (math.log(max(float(opa[g]), 1e-30)) + _LN_255 + _CULL_SLACK), 0.0)
+    det = max(a * c - b * b, 1e-30)
+    yext = math.sqrt(tau2 * a / det)
+    yxm = b * math.sqrt(tau2 / (c * det))
+    ta = tau2 * a
+    n = 0
+    for ty in range(int(loy) // ts, int(hiy) // ts + 1):
+        band0 = max(ty * ts + 0.5 - my, -yext)
+        band1 = min(min(ty * ts + ts, H) - 0.5 - my, yext)
+        if band1 < band0:
             continue
-        a, b, c = float(cn[g, 0]), float(cn[g, 1]), float(cn[g, 2])
-        tau2 = max(2.0 * (math.log(max(float(opa[g]), 1e-30)) + _LN_255 + _CULL_SLACK), 0.0)
-        det = max(a * c - b * b, 1e-30)
-        yext = math.sqrt(tau2 * a / det)
-        yxm = b * math.sqrt(tau2 / (c * det))
-        ta = tau2 * a
-        for ty in range(int(loy) // ts, int(hiy) // ts + 1):
-            band0 = max(ty * ts + 0.5 - my, -yext)
-            band1 = min(min(ty * ts + ts, H) - 0.5 - my, yext)
-            if band1 < band0:
-                continue
-            yl = min(max(yxm, band0), band1)
-            yr = min(max(-yxm, band0), band1)
-            xl = (-b * yl - math.sqrt(max(ta - det * yl * yl, 0.0))) / a
-            xr = (-b * yr + math.sqrt(max(ta - det * yr * yr, 0.0))) / a
-            px0 = max(math.ceil(xl + mx - 0.5), lox)
-            px1 = min(math.floor(xr + mx - 0.5), hix)
-            if px1 < px0:
-                continue
-            base = (cam * th + ty) * tw
-            for tx in range(int(px0) // ts, int(px1) // ts + 1):
-                t = base + tx
-                if fill:
-                    pair_gid[counts[t]] = g
-                counts[t] += 1
+        yl = min(max(yxm, band0), band1)
+        yr = min(max(-yxm, band0), band1)
+        xl = (-b * yl - math.sqrt(max(ta - det * yl * yl, 0.0))) / a
+        xr = (-b * yr + math.sqrt(max(ta - det * yr * yr, 0.0))) / a
+        px0 = max(math.ceil(xl + mx - 0.5), lox)
+        px1 = min(math.floor(xr + mx - 0.5), hix)
+        if px1 < px0:
+            continue
+        base = (cam * th + ty) * tw
+        for tx in range(int(px0) // ts, int(px1) // ts + 1):
+            if fill:
+                tiles[at + n] = base + tx
+            n += 1
+    return n
+
+
+@njit(cache=True, parallel=True)
+def _bin_count(order, m, cn, opa, radii, N, W, H, ts, tw, th, per):  # pragma: no cover - compiled
+    """per[i] = number of tiles that Gaussian ``order[i]`` meets (parallel over Gaussians)."""
+    empty = np.zeros(0, dtype=np.int64)
+    for i in prange(order.shape[0]):
+        per[i] = _tiles_of(order[i], m, cn, opa, radii, N, W, H, ts, tw, th, False, empty, 0)
+
+
+@njit(cache=True, parallel=True)
+def _bin_fill(order, m, cn, opa, radii, N, W, H, ts, tw, th, offs, tiles):  # pragma: no cover - compiled
+    """tiles[offs[i]:offs[i+1]] = the tiles of Gaussian ``order[i]`` (parallel over Gaussians)."""
+    for i in prange(order.shape[0]):
+        _tiles_of(order[i], m, cn, opa, radii, N, W, H, ts, tw, th, True, tiles, offs[i])
+
+
+@njit(cache=True)
+def _bin_sort(vid, pos, offs, tiles, start, pair_gid):  # pragma: no cover - compiled
+    """Counting sort of the pairs by tile, stable over the Gaussians ``vid[pos]`` (depth order), so
+    each tile's run is front to back; ``start`` [tiles + 1] receives the CSR offsets."""
+    n_tiles = start.shape[0] - 1
+    counts = np.zeros(n_tiles, dtype=np.int64)
+    for p in range(tiles.shape[0]):
+        counts[tiles[p]] += 1
+    start[0] = 0
+    for t in range(n_tiles):
+        start[t + 1] = start[t] + counts[t]
+    cursor = start[:-1].copy()
+    for i in range(pos.shape[0]):
+        j = pos[i]
+        g = vid[j]
+        for p in range(offs[j], offs[j + 1]):
+            t = tiles[p]
+            pair_gid[cursor[t]] = g
+            cursor[t] += 1
 
 
 #: fastmath flags of the compositing kernels: reassociation lets LLVM vectorise the per-pixel sums
@@ -392,22 +428,26 @@ def build_layout(
     with torch.no_grad():
         from .cpu import _depth_order
 
-        vid = (radii > 0).all(-1).reshape(-1).nonzero().squeeze(1)  # [V]
+        vid = (radii > 0).all(-1).reshape(-1).nonzero().squeeze(1)  # [V], ascending
         cam = torch.div(vid, N, rounding_mode="floor")
-        order = vid[_depth_order(depths.detach().reshape(-1)[vid], cam, C)] if vid.numel() else vid
+        pos = _depth_order(depths.detach().reshape(-1)[vid], cam, C) if vid.numel() else vid  # into vid
         args = (
-            _np(order), _np(means2d.reshape(C * N, 2)), _np(conics.reshape(C * N, 3)),
+            _np(vid), _np(means2d.reshape(C * N, 2)), _np(conics.reshape(C * N, 3)),
             _np(opacities.reshape(C * N)), _np(radii.reshape(C * N, 2)), N, width, height, ts, tw, th,
         )  # fmt: skip
     n_tiles = C * th * tw
-    counts = np.zeros(n_tiles, dtype=np.int64)
-    empty = np.zeros(0, dtype=np.int64)
-    _bin(*args, False, counts, empty)
-    start = np.zeros(n_tiles + 1, dtype=np.int64)
-    np.cumsum(counts, out=start[1:])
-    pair_gid = np.empty(int(start[-1]), dtype=np.int64)
-    cursor = start[:-1].copy()
-    _bin(*args, True, cursor, pair_gid)
+    _threads()
+    # tiles per Gaussian, in index order (contiguous reads), then a stable counting sort by tile
+    # that visits the Gaussians in depth order
+    per = np.empty(args[0].shape[0], dtype=np.int64)
+    _bin_count(*args, per)
+    offs = np.zeros(per.shape[0] + 1, dtype=np.int64)
+    np.cumsum(per, out=offs[1:])
+    tiles = np.empty(int(offs[-1]), dtype=np.int64)
+    _bin_fill(*args, offs, tiles)
+    start = np.empty(n_tiles + 1, dtype=np.int64)
+    pair_gid = np.empty(tiles.shape[0], dtype=np.int64)
+    _bin_sort(args[0], _np(pos), offs, tiles, start, pair_gid)
     return NumbaLayout(C, width, height, ts, tw, th, start, pair_gid)
 
 
