@@ -68,7 +68,7 @@ class Snapshots:
         if dst.exists():
             shutil.rmtree(dst)
         shutil.copytree(tr.run_dir, dst)
-        self.taken.append({"mark": label, "seconds": round(seconds, 1), "step": tr.step, "gaussians": tr.scene.num_gaussians,
+        self.taken.append({"mark": label, "seconds": round(seconds, 2), "step": tr.step, "gaussians": tr.scene.num_gaussians,
                            "path": dst})
         self.paused += time.perf_counter() - p0
 
@@ -144,7 +144,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         t0 = time.perf_counter()
         snaps = Snapshots(a.out, marks, t0)
         tr = Trainer.create(cfg, a.scene, run_dir)
-        print(json.dumps({"label": label, "imports_s": round(t0 - _T_IMPORT, 2), "init_s": round(snaps.clock(), 1),
+        print(json.dumps({"label": label, "imports_s": round(t0 - _T_IMPORT, 2), "init_s": round(snaps.clock(), 2),
                           "iterations": tr.cfg.iterations, "train_frames": len(tr.frames)}), flush=True)
         tr.train(progress=False, on_step=snaps)
         if snaps.marks:  # reached its iterations before the last mark

@@ -24,15 +24,16 @@ and compute in the planes' dtype (float32 in training, float64 in the reference 
 
 from __future__ import annotations
 
-import os
 from typing import Optional, Sequence
 
-import numba
 import numpy as np
 import torch
 from numba import njit, prange
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from endogs.render.cpu_numba import set_numba_threads
+from endogs.render.cpu_select import choose_cpu_backend
 
 _FASTMATH = {"contract", "nsz"}
 
@@ -49,6 +50,12 @@ def _cell(x, size, hi, k):  # pragma: no cover - compiled
         u = hi
     i0 = min(int(np.floor(u)), size - 2)
     return i0, u - i0
+
+
+@njit(cache=True, inline="always")
+def _bilinear(fx, fy, one):  # pragma: no cover - compiled
+    """Weights of the corners (x0, y0), (x1, y0), (x0, y1), (x1, y1) at fractions ``fx``, ``fy``."""
+    return (one - fx) * (one - fy), fx * (one - fy), (one - fx) * fy, fx * fy
 
 
 @njit(cache=True, parallel=True)
@@ -92,12 +99,7 @@ def _forward(sp, tp, idx, frac, res, out, col):  # pragma: no cover - compiled
     one = np.ones(1, dtype=sp.dtype)[0]
     for g in prange(n):
         for k in range(6):
-            fx = frac[g, k, 0]
-            fy = frac[g, k, 1]
-            w00 = (one - fx) * (one - fy)
-            w01 = fx * (one - fy)
-            w10 = (one - fx) * fy
-            w11 = fx * fy
+            w00, w01, w10, w11 = _bilinear(frac[g, k, 0], frac[g, k, 1], one)
             b = idx[g, k]
             p = sp[k] if k < 3 else tp[k - 3]
             if k == 0:
@@ -120,14 +122,11 @@ def _backward(sp, tp, idx, frac, res, gout, col, bounds, gsp, gtp):  # pragma: n
         suf = np.empty((7, c_dim), dtype=sp.dtype)
         pre = np.empty(c_dim, dtype=sp.dtype)
         gk = np.empty(c_dim, dtype=sp.dtype)
+        w = np.empty((6, 4), dtype=sp.dtype)
         for g in range(bounds[j], bounds[j + 1]):
             for k in range(6):
-                fx = frac[g, k, 0]
-                fy = frac[g, k, 1]
-                w00 = (one - fx) * (one - fy)
-                w01 = fx * (one - fy)
-                w10 = (one - fx) * fy
-                w11 = fx * fy
+                w00, w01, w10, w11 = _bilinear(frac[g, k, 0], frac[g, k, 1], one)
+                w[k, 0], w[k, 1], w[k, 2], w[k, 3] = w00, w01, w10, w11
                 b = idx[g, k]
                 p = sp[k] if k < 3 else tp[k - 3]
                 for c in range(c_dim):
@@ -139,36 +138,27 @@ def _backward(sp, tp, idx, frac, res, gout, col, bounds, gsp, gtp):  # pragma: n
                 for c in range(c_dim):
                     suf[k, c] = suf[k + 1, c] * v[k, c]
             for k in range(6):
-                fx = frac[g, k, 0]
-                fy = frac[g, k, 1]
                 b = idx[g, k]
                 q = gsp[j, k] if k < 3 else gtp[j, k - 3]
                 for c in range(c_dim):
                     gk[c] = pre[c] * suf[k + 1, c]
                     pre[c] *= v[k, c]
                 # one store per loop, so each vectorises
-                w = (one - fx) * (one - fy)
-                for c in range(c_dim):
-                    q[b, c] += w * gk[c]
-                w = fx * (one - fy)
-                for c in range(c_dim):
-                    q[b + 1, c] += w * gk[c]
-                w = (one - fx) * fy
-                for c in range(c_dim):
-                    q[b + res, c] += w * gk[c]
-                w = fx * fy
-                for c in range(c_dim):
-                    q[b + res + 1, c] += w * gk[c]
+                for corner, off in enumerate((0, 1, res, res + 1)):
+                    wc = w[k, corner]
+                    for c in range(c_dim):
+                        q[b + off, c] += wc * gk[c]
 
 
 def use_numba_sampling(xyz: Tensor, planes: Sequence[Tensor]) -> bool:
     """True when the compiled sampler applies: CPU tensors of one float dtype, coordinates that need
-    no gradient, and ``ENDOGS_CPU_BACKEND`` not set to ``torch``."""
-    if os.environ.get("ENDOGS_CPU_BACKEND", "").strip().lower() == "torch":
-        return False
+    no gradient, and the CPU rasterizer choice (:func:`~endogs.render.cpu_select.choose_cpu_backend`,
+    ``ENDOGS_CPU_BACKEND``) is numba."""
     if xyz.requires_grad or xyz.device.type != "cpu" or xyz.dtype not in (torch.float32, torch.float64):
         return False
-    return all(p.device.type == "cpu" and p.dtype == xyz.dtype for p in planes)
+    if not all(p.device.type == "cpu" and p.dtype == xyz.dtype for p in planes):
+        return False
+    return choose_cpu_backend(None, xyz.device) == "numba"  # the rasterizer's choice (ENDOGS_CPU_BACKEND)
 
 
 def _channel_last(plane: Tensor) -> np.ndarray:
@@ -186,7 +176,7 @@ class _HexSample(torch.autograd.Function):
         c_dim = planes[0].shape[1]
         out = np.empty((n, c_dim * levels), dtype=xyz_np.dtype)
         saved = []
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        set_numba_threads()
         for lev in range(levels):
             spatial, temporal = planes[2 * lev], planes[2 * lev + 1]
             res, tres = spatial.shape[-1], temporal.shape[-2]
@@ -204,8 +194,7 @@ class _HexSample(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, gout: Tensor):
         g = gout.detach().contiguous().numpy()
-        threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-        numba.set_num_threads(threads)
+        threads = set_numba_threads()
         grads: list[Optional[Tensor]] = [None, None]
         for lev, (sp, tp, idx, frac, res) in enumerate(ctx.saved):
             c_dim = sp.shape[2]

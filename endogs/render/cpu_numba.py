@@ -22,8 +22,9 @@ It composites exactly what :mod:`endogs.render.cpu` (and gsplat 1.5.3, ``packed=
 The kernels compute in the tensors' dtype: float32 in training (twice the SIMD lanes of float64),
 float64 for float64 tensors (which the reference tests compare with a float64 brute-force renderer
 to 1e-12). ``exp(-s)`` is ``exp(-s/16)**16`` with a degree-12 Taylor polynomial, accurate to about
-1e-15 relative in float64 and to float32 rounding in float32; per-pixel sums may be reassociated
-(``fastmath`` reassoc/contract/nsz only). The kernels are compiled on first use and cached on disk
+1e-15 relative in float64 and to float32 rounding in float32. Sums over a tile's pixels are
+``_LANES`` explicit partial sums (``fastmath`` contract/nsz only, no reassociation), so a freshly
+compiled kernel and the cached one give the same bits. The kernels are compiled on first use and cached on disk
 (``cache=True``, in numba's cache folder next to this file or in ``NUMBA_CACHE_DIR``), one
 specialisation per dtype. ``torch.get_num_threads()`` sets numba's thread count for every call.
 """
@@ -154,9 +155,15 @@ def _bin_sort(vid, pos, offs, tiles, start, pair_gid):  # pragma: no cover - com
             cursor[t] += 1
 
 
-#: fastmath flags of the compositing kernels: reassociation lets LLVM vectorise the per-pixel sums
-#: (the order of a float sum changes, nothing else); no "nnan"/"ninf", so NaN checks stay exact.
-_FASTMATH = {"reassoc", "contract", "nsz"}
+#: fastmath flags of the compositing kernels: fused multiply-adds and no signed zeros. Not
+#: "reassoc": with it, numba's cached parallel kernels round differently from freshly compiled ones
+#: (so a run's numbers would depend on whether the on-disk cache existed); the sums over a tile's
+#: pixels are written as ``_LANES`` explicit partial sums instead, which vectorise without it and
+#: add in an order fixed by the source. No "nnan"/"ninf", so NaN checks stay exact.
+_FASTMATH = {"contract", "nsz"}
+#: Partial sums per reduction, and the multiple a tile's pixel count is padded to (padded pixels
+#: composite nothing and receive nothing).
+_LANES = 8
 
 #: exp(-s) is evaluated as exp(-s/16)**16, exp(-r) by its Taylor polynomial of this degree
 #: (r <= 0.35: truncation below 1e-15, so the float64 kernels agree with ``math.exp`` to ~1e-15).
@@ -209,22 +216,34 @@ def _load_tile(s, e, pair_gid, m, cn, opa, feats, k):  # pragma: no cover - comp
 
 @njit(cache=True)
 def _tile_pixels(t, tw, th, ts, W, H, k):  # pragma: no cover - compiled
-    """Tile ``t``'s camera, pixel box (y0, y1, x0, x1) and pixel centres (row-major) as two arrays."""
+    """Tile ``t``'s camera, pixel box (y0, y1, x0, x1), its pixel count P and the pixel centres
+    (row-major) as two arrays padded to a multiple of ``_LANES`` (padding repeats the first pixel;
+    the kernels mask it out)."""
     cam = t // (tw * th)
     ty = (t // tw) % th
     tx = t % tw
     y0, y1 = ty * ts, min(ty * ts + ts, H)
     x0, x1 = tx * ts, min(tx * ts + ts, W)
     P = (y1 - y0) * (x1 - x0)
-    pxc = np.empty(P, dtype=k.dtype)
-    pyc = np.empty(P, dtype=k.dtype)
+    n = (P + _LANES - 1) // _LANES * _LANES
+    pxc = np.full(n, x0 + k[0], dtype=k.dtype)
+    pyc = np.full(n, y0 + k[0], dtype=k.dtype)
     q = 0
     for py in range(y0, y1):
         for px in range(x0, x1):
             pxc[q] = px + k[0]
             pyc[q] = py + k[0]
             q += 1
-    return cam, y0, y1, x0, x1, pxc, pyc
+    return cam, y0, y1, x0, x1, P, pxc, pyc
+
+
+@njit(cache=True, inline="always")
+def _lane_sum(v, zero):  # pragma: no cover - compiled
+    """v[0] + v[1] + ... in that order."""
+    acc = zero
+    for i in range(v.shape[0]):
+        acc += v[i]
+    return acc
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
@@ -241,22 +260,23 @@ def _forward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, k, out, 
         s, e = tile_start[t], tile_start[t + 1]
         if e == s:
             continue
-        cam, y0, y1, x0, x1, pxc, pyc = _tile_pixels(t, tw, th, ts, W, H, k)
+        cam, y0, y1, x0, x1, P, pxc, pyc = _tile_pixels(t, tw, th, ts, W, H, k)
         loc, lf = _load_tile(s, e, pair_gid, m, cn, opa, feats, k)
-        P = pxc.shape[0]
-        T = np.ones(P, dtype=k.dtype)
-        live = np.ones(P, dtype=k.dtype)  # 1 while the pixel composites, then 0
-        stop = np.full(P, zero + (e - s), dtype=k.dtype)
-        w = np.empty(P, dtype=k.dtype)
-        acc = np.zeros((F + 1, P), dtype=k.dtype)
-        alive = zero + P
+        n = pxc.shape[0]  # P padded to a multiple of _LANES
+        T = np.ones(n, dtype=k.dtype)
+        live = np.zeros(n, dtype=k.dtype)  # 1 while the pixel composites, then 0 (always 0 for padding)
+        live[:P] = one
+        stop = np.full(n, zero + (e - s), dtype=k.dtype)
+        w = np.empty(n, dtype=k.dtype)
+        acc = np.zeros((F + 1, n), dtype=k.dtype)
+        alive = P
         for j in range(e - s):
             mx, my = loc[j, 0], loc[j, 1]
             a, b, cc = loc[j, 2], loc[j, 3], loc[j, 4]
             o, thr = loc[j, 5], loc[j, 6]
             fj = zero + j
-            dead = zero
-            for p in range(P):
+            dead = 0  # an integer count: its sum vectorises without reassociation
+            for p in range(n):
                 dx = mx - pxc[p]
                 dy = my - pyc[p]
                 sig = half * (a * dx * dx + cc * dy * dy) + b * dx * dy
@@ -270,17 +290,17 @@ def _forward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, k, out, 
                 if die:
                     live[p] = zero
                     stop[p] = fj
-                dead += one if die else zero
+                dead += 1 if die else 0
                 w[p] = al * Tp if use else zero
                 T[p] = nT if use else Tp
             for f in range(F):
                 v = lf[j, f]
-                for p in range(P):
+                for p in range(n):
                     acc[f, p] += w[p] * v
-            for p in range(P):
+            for p in range(n):
                 acc[F, p] += w[p]
             alive -= dead
-            if alive < half:
+            if alive <= 0:
                 break
         q = 0
         for py in range(y0, y1):
@@ -306,15 +326,17 @@ def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, k, gout
         s, e = tile_start[t], tile_start[t + 1]
         if e == s:
             continue
-        cam, y0, y1, x0, x1, pxc, pyc = _tile_pixels(t, tw, th, ts, W, H, k)
+        cam, y0, y1, x0, x1, P, pxc, pyc = _tile_pixels(t, tw, th, ts, W, H, k)
         loc, lf = _load_tile(s, e, pair_gid, m, cn, opa, feats, k)
-        P = pxc.shape[0]
-        T = np.empty(P, dtype=k.dtype)
-        S = np.zeros(P, dtype=k.dtype)
-        stop = np.empty(P, dtype=k.dtype)
-        go = np.empty((F + 1, P), dtype=k.dtype)
-        G = np.empty(P, dtype=k.dtype)
-        w = np.empty(P, dtype=k.dtype)
+        n = pxc.shape[0]  # P padded to a multiple of _LANES; padding: stop 0, so nothing passes
+        T = np.ones(n, dtype=k.dtype)
+        S = np.zeros(n, dtype=k.dtype)
+        stop = np.zeros(n, dtype=k.dtype)
+        go = np.zeros((F + 1, n), dtype=k.dtype)
+        G = np.empty(n, dtype=k.dtype)
+        w = np.empty(n, dtype=k.dtype)
+        vals = np.empty((6, n), dtype=k.dtype)  # per pixel: the terms of the pair's geometry gradients
+        part = np.empty((8 + F, _LANES), dtype=k.dtype)  # partial sums: those six, |d mean2d| (2), features
         q = 0
         last = zero
         for py in range(y0, y1):
@@ -330,21 +352,13 @@ def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, k, gout
             a, b, cc = loc[j, 2], loc[j, 3], loc[j, 4]
             o, thr = loc[j, 5], loc[j, 6]
             fj = zero + j
-            for p in range(P):
+            for p in range(n):
                 G[p] = go[F, p]
             for f in range(F):
                 v = lf[j, f]
-                for p in range(P):
+                for p in range(n):
                     G[p] += go[f, p] * v
-            g0 = zero
-            g1 = zero
-            g2 = zero
-            g3 = zero
-            g4 = zero
-            g5 = zero
-            ab0 = zero
-            ab1 = zero
-            for p in range(P):
+            for p in range(n):
                 dx = mx - pxc[p]
                 dy = my - pyc[p]
                 sig = half * (a * dx * dx + cc * dy * dy) + b * dx * dy
@@ -362,29 +376,44 @@ def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, k, gout
                 gs = gs if (ok & (al0 <= amax)) else zero  # a clamped alpha passes no gradient to sigma
                 gmx = gs * (a * dx + b * dy)
                 gmy = gs * (b * dx + cc * dy)
-                g0 += gmx
-                g1 += gmy
-                g2 += gs * dx * dx
-                g3 += gs * dx * dy
-                g4 += gs * dy * dy
-                g5 += gs
-                ab0 += abs(gmx)
-                ab1 += abs(gmy)
-            kk = s + j
-            gp[kk, 0] = g0
-            gp[kk, 1] = g1
-            gp[kk, 2] = half * g2
-            gp[kk, 3] = g3
-            gp[kk, 4] = half * g4
-            gp[kk, 5] = -g5 / o
-            for f in range(F):
-                acc = zero
-                for p in range(P):
-                    acc += w[p] * go[f, p]
-                gp[kk, 6 + f] = acc
+                vals[0, p] = gmx
+                vals[1, p] = gmy
+                vals[2, p] = gs * dx * dx
+                vals[3, p] = gs * dx * dy
+                vals[4, p] = gs * dy * dy
+                vals[5, p] = gs
+            # the sums over pixels: _LANES partial sums each (vectorised), then those in order
+            for r in range(6):
+                for lane in range(_LANES):
+                    part[r, lane] = vals[r, lane]
+                for p0 in range(_LANES, n, _LANES):
+                    for lane in range(_LANES):
+                        part[r, lane] += vals[r, p0 + lane]
             if absgrad:
-                gabs[kk, 0] = ab0
-                gabs[kk, 1] = ab1
+                for r in range(2):
+                    for lane in range(_LANES):
+                        part[6 + r, lane] = abs(vals[r, lane])
+                    for p0 in range(_LANES, n, _LANES):
+                        for lane in range(_LANES):
+                            part[6 + r, lane] += abs(vals[r, p0 + lane])
+            for f in range(F):
+                for lane in range(_LANES):
+                    part[8 + f, lane] = w[lane] * go[f, lane]
+                for p0 in range(_LANES, n, _LANES):
+                    for lane in range(_LANES):
+                        part[8 + f, lane] += w[p0 + lane] * go[f, p0 + lane]
+            kk = s + j
+            gp[kk, 0] = _lane_sum(part[0], zero)
+            gp[kk, 1] = _lane_sum(part[1], zero)
+            gp[kk, 2] = half * _lane_sum(part[2], zero)
+            gp[kk, 3] = _lane_sum(part[3], zero)
+            gp[kk, 4] = half * _lane_sum(part[4], zero)
+            gp[kk, 5] = -_lane_sum(part[5], zero) / o
+            for f in range(F):
+                gp[kk, 6 + f] = _lane_sum(part[8 + f], zero)
+            if absgrad:
+                gabs[kk, 0] = _lane_sum(part[6], zero)
+                gabs[kk, 1] = _lane_sum(part[7], zero)
 
 
 @njit(cache=True)
@@ -400,9 +429,11 @@ def _reduce(pair_gid, gp, gabs, grads, gabs_out, absgrad):  # pragma: no cover -
             gabs_out[g, 1] += gabs[k, 1]
 
 
-def _threads() -> None:
-    """Run numba's parallel loops on as many threads as torch uses (thread-local setting)."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+def set_numba_threads() -> int:
+    """Run numba's parallel loops on as many threads as torch uses (thread-local setting); returns that number."""
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n
 
 
 def _np(t: Tensor, dtype: Optional[np.dtype] = None) -> np.ndarray:
@@ -436,7 +467,7 @@ def build_layout(
             _np(opacities.reshape(C * N)), _np(radii.reshape(C * N, 2)), N, width, height, ts, tw, th,
         )  # fmt: skip
     n_tiles = C * th * tw
-    _threads()
+    set_numba_threads()
     # tiles per Gaussian, in index order (contiguous reads), then a stable counting sort by tile
     # that visits the Gaussians in depth order
     per = np.empty(args[0].shape[0], dtype=np.int64)
@@ -467,7 +498,7 @@ class _RasterizeNumba(torch.autograd.Function):
         out = np.zeros((C, H, W, F + 1), dtype=dt)
         tfinal = np.ones((C, H, W), dtype=dt)
         stop = np.zeros((C, H, W), dtype=dt)
-        _threads()
+        set_numba_threads()
         _forward(L.tile_start, L.pair_gid, *arrs, W, H, L.tile_size, L.tiles_x, L.tiles_y, k, out, tfinal, stop)
         ctx.layout, ctx.absgrad, ctx.arrs, ctx.state = layout, absgrad, arrs, (k, tfinal, stop)
         ctx.save_for_backward(means2d)
@@ -485,7 +516,7 @@ class _RasterizeNumba(torch.autograd.Function):
         gout = _np(grad_out, k.dtype)
         gp = np.zeros((M, 6 + F), dtype=k.dtype)
         gabs = np.zeros((M if ctx.absgrad else 0, 2), dtype=k.dtype)
-        _threads()
+        set_numba_threads()
         _backward(L.tile_start, L.pair_gid, m, cn, opa, feats, L.width, L.height, L.tile_size, L.tiles_x,
                   L.tiles_y, k, gout, tfinal, stop, gp, gabs, bool(ctx.absgrad))  # fmt: skip
         grads = np.zeros((C * N, 6 + F), dtype=np.float64)
