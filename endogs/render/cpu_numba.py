@@ -24,9 +24,9 @@ float64 for float64 tensors (which the reference tests compare with a float64 br
 to 1e-12). ``exp(-s)`` is ``exp(-s/16)**16`` with a degree-12 Taylor polynomial, accurate to about
 1e-15 relative in float64 and to float32 rounding in float32. Sums over a tile's pixels are
 ``_LANES`` explicit partial sums (``fastmath`` contract/nsz only, no reassociation), so a freshly
-compiled kernel and the cached one give the same bits. The kernels are compiled on first use and cached on disk
-(``cache=True``, in numba's cache folder next to this file or in ``NUMBA_CACHE_DIR``), one
-specialisation per dtype. ``torch.get_num_threads()`` sets numba's thread count for every call.
+compiled kernel and the cached one give the same bits. The kernels are compiled on first use and
+cached on disk (``cache=True``, in numba's cache folder next to this file or in
+``NUMBA_CACHE_DIR``), one specialisation per dtype. ``torch.get_num_threads()`` sets numba's thread count for every call.
 """
 
 from __future__ import annotations
@@ -238,11 +238,17 @@ def _tile_pixels(t, tw, th, ts, W, H, k):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
-def _lane_sum(v, zero):  # pragma: no cover - compiled
-    """v[0] + v[1] + ... in that order."""
+def _pixel_sum(v, part, zero):  # pragma: no cover - compiled
+    """Sum of ``v`` (length a multiple of ``_LANES``): ``_LANES`` partial sums over strided pixels
+    (which vectorise without reassociation), then those in order, into the scratch ``part``."""
+    for lane in range(_LANES):
+        part[lane] = v[lane]
+    for p0 in range(_LANES, v.shape[0], _LANES):
+        for lane in range(_LANES):
+            part[lane] += v[p0 + lane]
     acc = zero
-    for i in range(v.shape[0]):
-        acc += v[i]
+    for lane in range(_LANES):
+        acc += part[lane]
     return acc
 
 
@@ -335,8 +341,9 @@ def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, k, gout
         go = np.zeros((F + 1, n), dtype=k.dtype)
         G = np.empty(n, dtype=k.dtype)
         w = np.empty(n, dtype=k.dtype)
-        vals = np.empty((6, n), dtype=k.dtype)  # per pixel: the terms of the pair's geometry gradients
-        part = np.empty((8 + F, _LANES), dtype=k.dtype)  # partial sums: those six, |d mean2d| (2), features
+        # per pixel, the terms of a pair's gradients: mean2d (2), conic (3), opacity, |d mean2d| (2), features
+        vals = np.empty((8 + F, n), dtype=k.dtype)
+        part = np.empty(_LANES, dtype=k.dtype)
         q = 0
         last = zero
         for py in range(y0, y1):
@@ -382,38 +389,24 @@ def _backward(tile_start, pair_gid, m, cn, opa, feats, W, H, ts, tw, th, k, gout
                 vals[3, p] = gs * dx * dy
                 vals[4, p] = gs * dy * dy
                 vals[5, p] = gs
-            # the sums over pixels: _LANES partial sums each (vectorised), then those in order
-            for r in range(6):
-                for lane in range(_LANES):
-                    part[r, lane] = vals[r, lane]
-                for p0 in range(_LANES, n, _LANES):
-                    for lane in range(_LANES):
-                        part[r, lane] += vals[r, p0 + lane]
-            if absgrad:
-                for r in range(2):
-                    for lane in range(_LANES):
-                        part[6 + r, lane] = abs(vals[r, lane])
-                    for p0 in range(_LANES, n, _LANES):
-                        for lane in range(_LANES):
-                            part[6 + r, lane] += abs(vals[r, p0 + lane])
+                if absgrad:  # loop-invariant: LLVM hoists it
+                    vals[6, p] = abs(gmx)
+                    vals[7, p] = abs(gmy)
             for f in range(F):
-                for lane in range(_LANES):
-                    part[8 + f, lane] = w[lane] * go[f, lane]
-                for p0 in range(_LANES, n, _LANES):
-                    for lane in range(_LANES):
-                        part[8 + f, lane] += w[p0 + lane] * go[f, p0 + lane]
+                for p in range(n):
+                    vals[8 + f, p] = w[p] * go[f, p]
             kk = s + j
-            gp[kk, 0] = _lane_sum(part[0], zero)
-            gp[kk, 1] = _lane_sum(part[1], zero)
-            gp[kk, 2] = half * _lane_sum(part[2], zero)
-            gp[kk, 3] = _lane_sum(part[3], zero)
-            gp[kk, 4] = half * _lane_sum(part[4], zero)
-            gp[kk, 5] = -_lane_sum(part[5], zero) / o
+            gp[kk, 0] = _pixel_sum(vals[0], part, zero)
+            gp[kk, 1] = _pixel_sum(vals[1], part, zero)
+            gp[kk, 2] = half * _pixel_sum(vals[2], part, zero)
+            gp[kk, 3] = _pixel_sum(vals[3], part, zero)
+            gp[kk, 4] = half * _pixel_sum(vals[4], part, zero)
+            gp[kk, 5] = -_pixel_sum(vals[5], part, zero) / o
             for f in range(F):
-                gp[kk, 6 + f] = _lane_sum(part[8 + f], zero)
+                gp[kk, 6 + f] = _pixel_sum(vals[8 + f], part, zero)
             if absgrad:
-                gabs[kk, 0] = _lane_sum(part[6], zero)
-                gabs[kk, 1] = _lane_sum(part[7], zero)
+                gabs[kk, 0] = _pixel_sum(vals[6], part, zero)
+                gabs[kk, 1] = _pixel_sum(vals[7], part, zero)
 
 
 @njit(cache=True)
