@@ -99,11 +99,13 @@ def test_every_field_learns_the_motion_at_the_default_rates(tiny, tmp_path):
     on a deforming scene (a field whose rate is far off stays at the static model's level)."""
     static = train(tiny, tmp_path, "static", iterations=200, deform={"kind": "none"})
     p_static, _ = held_out_metrics(static.scene, static.data)
-    for kind in ("hexplane", "mlp"):
+    # Margins over static at 200 steps, measured: HexPlane ~3 dB; MLP 0.93-1.25 dB over seeds and kernel
+    # rounding, against 0.18 dB at a 10x lower network rate and 0.005 dB at 100x lower (a dead field).
+    for kind, margin in (("hexplane", 1.0), ("mlp", 0.5)):
         tr = train(tiny, tmp_path, kind, iterations=200, deform={"kind": kind})
         assert tr.cfg.lr == TrainConfig().lr and tr.cfg.deform == type(tr.cfg.deform)()  # the field's own rates too
         p, _ = held_out_metrics(tr.scene, tr.data)
-        assert p > p_static + 1.0, (kind, p, p_static)
+        assert p > p_static + margin, (kind, p, p_static)
 
 
 def test_resume_reaches_the_same_parameters(tiny, tmp_path):
