@@ -21,7 +21,7 @@ regularised towards identity, and interpolated linearly in time for frames not t
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -89,6 +89,9 @@ class Exposure(nn.Module):
         self.register_buffer("times", torch.as_tensor(list(frame_times), dtype=torch.float64))
         self.params = nn.Parameter(torch.zeros(len(frame_indices), 6))  # log-gain rgb, bias rgb
 
+    def has(self, frame_index: int) -> bool:
+        return int(frame_index) in self._row
+
     def of(self, frame_index: int) -> Tensor:
         return self.params[self._row[int(frame_index)]]
 
@@ -106,8 +109,12 @@ class Exposure(nn.Module):
         p = params.to(image.dtype)
         return image * torch.exp(p[:3]) + p[3:]
 
-    def regularizer(self) -> Tensor:
-        return self.params.square().sum(-1).mean()
+    def regularizer(self, frame_index: Optional[int] = None) -> Tensor:
+        """Squared distance from identity of training frame ``frame_index``'s exposure (the mean over
+        all frames when None)."""
+        if frame_index is None:
+            return self.params.square().sum(-1).mean()
+        return self.of(frame_index).square().sum()
 
     def to_checkpoint(self) -> dict:
         return {"frame_indices": list(self.frame_indices), "times": self.times.tolist(), "params": self.params.detach().cpu().clone()}

@@ -75,13 +75,15 @@ class Imaging(nn.Module):
         return self.poses is not None or self.head_light is not None or self.exposure is not None
 
     def param_groups(self, cfg: ImagingConfig) -> list[dict]:
+        """Optimizer groups; ``"rows": True`` marks the per-frame tables (one row per training frame),
+        which :class:`endogs.train.optim.ImagingOptimizer` updates lazily."""
         groups = []
         if self.poses is not None:
-            groups.append({"params": [self.poses.delta], "lr": cfg.pose_lr, "name": "poses"})
+            groups.append({"params": [self.poses.delta], "lr": cfg.pose_lr, "name": "poses", "rows": True})
         if self.head_light is not None:
             groups.append({"params": list(self.head_light.parameters()), "lr": cfg.light_lr, "name": "head_light"})
         if self.exposure is not None:
-            groups.append({"params": [self.exposure.params], "lr": cfg.exposure_lr, "name": "exposure"})
+            groups.append({"params": [self.exposure.params], "lr": cfg.exposure_lr, "name": "exposure", "rows": True})
         return groups
 
     def describe(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ the two nearest training frames (rotation along the geodesic, translation linear
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -204,10 +204,14 @@ class PoseCorrections(nn.Module):
         """The (detached) correction of any frame: its own when trained on, else interpolated."""
         return self.of(frame_index).detach().clone() if self.has(frame_index) else self.interpolated(t)
 
-    def regularizer(self) -> Tensor:
-        """Mean squared size of the corrections (radians and scene-scale units): pulls them
-        towards the input poses."""
-        return self.delta.square().sum(-1).mean()
+    def regularizer(self, frame_index: Optional[int] = None) -> Tensor:
+        """Squared size of the correction of training frame ``frame_index`` (radians and scene-scale
+        units), or the mean over all frames when None: pulls them towards the input poses. Training
+        regularises the frame of the step only, so a frame's correction changes only at its own steps
+        (see :class:`endogs.train.optim.FrameRowsAdam`)."""
+        if frame_index is None:
+            return self.delta.square().sum(-1).mean()
+        return self.of(frame_index).square().sum()
 
     def to_checkpoint(self) -> dict:
         return {"frame_indices": list(self.frame_indices), "times": self.times.tolist(), "scene_scale": self.scene_scale,

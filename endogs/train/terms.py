@@ -123,10 +123,10 @@ register_loss("time_l1")(_field_regulariser("time_l1_loss"))
 @register_loss("pose_reg")
 def _pose_reg(x: LossInputs) -> Optional[Tensor]:
     poses = x.scene.imaging.poses
-    return None if poses is None else poses.regularizer()
+    return None if poses is None or not poses.has(x.frame.index) else poses.regularizer(x.frame.index)
 
 
 @register_loss("exposure_reg")
 def _exposure_reg(x: LossInputs) -> Optional[Tensor]:
     expo = x.scene.imaging.exposure
-    return None if expo is None else expo.regularizer()
+    return None if expo is None or not expo.has(x.frame.index) else expo.regularizer(x.frame.index)

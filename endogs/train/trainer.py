@@ -24,6 +24,7 @@ from endogs.model.gaussians import DEFORM_PREFIX
 from endogs.model.scene import DynamicScene, SceneOptimizers
 from endogs.model.imaging import build_imaging, cameras_move
 from endogs.render.api import RenderInputError
+from endogs.train.optim import ImagingOptimizer
 from endogs.view import render_frame
 from endogs.run import RunFolder, load_data, pick_device
 from endogs.train.config import TrainConfig
@@ -123,7 +124,7 @@ class Trainer:
         self.stop_requested = False
         self.skipped_nonfinite = 0  # steps skipped for a non-finite loss or gradient, in all
         self.nonfinite_streak = 0  # ... in a row, up to the last step
-        self.imaging_opt: Optional[torch.optim.Adam] = None
+        self.imaging_opt: Optional[ImagingOptimizer] = None
 
     # ------------------------------------------------------------------------------ construction
     @classmethod
@@ -187,7 +188,7 @@ class Trainer:
         cfg = self.cfg
         self.optimizers = self.scene.make_optimizers(cfg.lr, scene_scale=self.scene_scale)
         groups = self.scene.imaging.param_groups(cfg.imaging)
-        self.imaging_opt = torch.optim.Adam(groups, eps=1e-15) if groups else None
+        self.imaging_opt = ImagingOptimizer(groups) if groups else None
         self.strategy = dataclasses.replace(cfg.strategy)  # the config is the strategy; a copy keeps cfg unmutated
         self.strategy.check_sanity(self.scene.params, self.optimizers.gaussians)
         self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)

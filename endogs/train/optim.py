@@ -1,0 +1,58 @@
+"""The optimizer of the imaging terms (:mod:`endogs.model.imaging`).
+
+Pose corrections and exposures have one row per training frame, and a step sees one frame. Dense Adam
+moves every row at every step on its momentum, long after the row's own frame was seen: with ~35
+frames each correction took ~6x its learning rate per visit, in the direction of that one frame's
+gradient, and the jitter cost 4-5 dB of train PSNR on real video (docs/BENCHMARKS.md). So these
+rows are optimised lazily by PyTorch's :class:`torch.optim.SparseAdam` (only the rows with a
+gradient, and their moments, change), and the global head-light scalars by a plain Adam.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+
+class ImagingOptimizer:
+    """``SparseAdam`` over the per-frame row parameters, ``Adam`` over the rest.
+
+    Args:
+        groups: param groups as :meth:`endogs.model.imaging.Imaging.param_groups` gives them;
+            those with ``"rows": True`` hold per-frame tables.
+    """
+
+    def __init__(self, groups: list[dict], eps: float = 1e-15):
+        rows = [{k: v for k, v in g.items() if k != "rows"} for g in groups if g.get("rows")]
+        dense = [{k: v for k, v in g.items() if k != "rows"} for g in groups if not g.get("rows")]
+        self.rows: Optional[torch.optim.SparseAdam] = torch.optim.SparseAdam(rows, eps=eps) if rows else None
+        self.dense: Optional[torch.optim.Adam] = torch.optim.Adam(dense, eps=eps) if dense else None
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for o in (self.rows, self.dense) if o is not None for g in o.param_groups]
+
+    def step(self) -> None:
+        if self.rows is not None:
+            for g in self.rows.param_groups:
+                for p in g["params"]:
+                    if p.grad is not None and not p.grad.is_sparse:
+                        p.grad = p.grad.to_sparse(1)  # the rows with a non-zero gradient
+            self.rows.step()
+        if self.dense is not None:
+            self.dense.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in (self.rows, self.dense):
+            if o is not None:
+                o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": None if self.rows is None else self.rows.state_dict(),
+                "dense": None if self.dense is None else self.dense.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, o in (("rows", self.rows), ("dense", self.dense)):
+            if o is not None and state.get(name) is not None:
+                o.load_state_dict(state[name])
