@@ -61,6 +61,18 @@ def test_the_optimizer_saw_training_frames_only(moving_run):
             assert p.ndim == 0 or p.shape[0] == len(data.train_indices)
 
 
+def test_pose_and_exposure_rates_decay_from_the_pose_start(moving_run):
+    _, _, _, tr, _ = moving_run
+    im = tr.cfg.imaging
+    rates = lambda: {g["name"]: g["lr"] for g in tr.imaging_opt.rows.param_groups}  # noqa: E731
+    tr._set_lrs(im.pose_start)
+    assert rates() == {"poses": im.pose_lr, "exposure": im.exposure_lr}
+    tr._set_lrs(tr.cfg.iterations)
+    end = rates()
+    assert abs(end["poses"] - im.pose_lr * im.rows_lr_final) < 1e-12 and abs(end["exposure"] - im.exposure_lr * im.rows_lr_final) < 1e-12
+    assert im.rows_lr_final < 1.0 and {g["name"] for g in tr.imaging_opt.dense.param_groups} == {"head_light"}
+
+
 def test_auto_refinement_turns_on_for_a_moving_camera_and_is_recorded(moving_run):
     _, run, _, tr, _ = moving_run
     cfg = RunFolder(run).read_config()[1]

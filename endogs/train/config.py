@@ -65,10 +65,10 @@ class LossConfig:
     """Mean |1 - time plane| of the HexPlane (pulls features towards time independence)."""
 
     pose_reg: float = 0.1
-    """Pull of the refined camera poses towards the input poses (mean squared correction)."""
+    """Pull of the refined camera poses towards the input poses (squared correction of the step's frame)."""
 
     exposure_reg: float = 0.01
-    """Pull of the per-frame exposures towards identity."""
+    """Pull of the per-frame exposures towards identity (squared parameters of the step's frame)."""
 
     terms: dict[str, float] = field(default_factory=dict)
     """Weights of terms registered outside this config (``register_loss``), by name."""

@@ -193,6 +193,7 @@ class Trainer:
         self.strategy.check_sanity(self.scene.params, self.optimizers.gaussians)
         self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
         self._base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.gaussians.items()}
+        self._base_rows = [] if self.imaging_opt is None or self.imaging_opt.rows is None else [g["lr"] for g in self.imaging_opt.rows.param_groups]
         self._base_deform = None if self.optimizers.deform is None else [g["lr"] for g in self.optimizers.deform.param_groups]
 
     # ---------------------------------------------------------------------------------- the loop
@@ -206,6 +207,12 @@ class Trainer:
         if self.optimizers.deform is not None:
             for g, lr in zip(self.optimizers.deform.param_groups, self._base_deform):
                 g["lr"] = lr * d
+        if self.imaging_opt is not None and self.imaging_opt.rows is not None:  # per-frame poses and exposures
+            im = self.cfg.imaging
+            span = max(1, self.cfg.iterations - im.pose_start)
+            r = im.rows_lr_final ** min(1.0, max(0.0, (step - im.pose_start) / span))
+            for g, lr in zip(self.imaging_opt.rows.param_groups, self._base_rows):
+                g["lr"] = lr * r
         for name, opt in self.optimizers.gaussians.items():  # per-Gaussian temporal-basis coefficients
             if name.startswith(DEFORM_PREFIX):
                 for g, lr in zip(opt.param_groups, self._base_lrs[name]):
