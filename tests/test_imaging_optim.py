@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import torch
 
 from endogs.model.appearance import Exposure, HeadLight
@@ -81,3 +82,12 @@ def test_state_round_trip_continues_identically():
         _visit(b, ob, f)
     assert torch.equal(a.poses.delta, b.poses.delta) and torch.equal(a.exposure.params, b.exposure.params)
     assert torch.equal(a.head_light.falloff, b.head_light.falloff)
+
+
+def test_an_earlier_single_adam_state_restarts_the_moments_with_a_warning():
+    im = _imaging()
+    old = torch.optim.Adam([im.poses.delta, im.exposure.params, *im.head_light.parameters()], lr=1e-2).state_dict()
+    opt = ImagingOptimizer(im.param_groups(ImagingConfig()))
+    with pytest.warns(UserWarning, match="moments restart"):
+        opt.load_state_dict(old)
+    assert opt.rows.state_dict()["state"] == {}

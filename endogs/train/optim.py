@@ -10,6 +10,7 @@ gradient, and their moments, change), and the global head-light scalars by a pla
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import torch
@@ -53,6 +54,10 @@ class ImagingOptimizer:
                 "dense": None if self.dense is None else self.dense.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "param_groups" in state:  # a checkpoint of an earlier version: one dense Adam over everything
+            warnings.warn("the checkpoint holds the earlier single-Adam state of the imaging terms; their "
+                          "optimizer moments restart (the parameters themselves are restored)", stacklevel=2)
+            return
         for name, o in (("rows", self.rows), ("dense", self.dense)):
             if o is not None and state.get(name) is not None:
                 o.load_state_dict(state[name])
