@@ -208,7 +208,7 @@ class PoseCorrections(nn.Module):
         """Squared size of the correction of training frame ``frame_index`` (radians and scene-scale
         units), or the mean over all frames when None: pulls them towards the input poses. Training
         regularises the frame of the step only, so a frame's correction changes only at its own steps
-        (see :class:`endogs.train.optim.FrameRowsAdam`)."""
+        (see :class:`endogs.train.optim.ImagingOptimizer`)."""
         if frame_index is None:
             return self.delta.square().sum(-1).mean()
         return self.of(frame_index).square().sum()

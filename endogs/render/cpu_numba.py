@@ -26,7 +26,8 @@ to 1e-12). ``exp(-s)`` is ``exp(-s/16)**16`` with a degree-12 Taylor polynomial,
 ``_LANES`` explicit partial sums (``fastmath`` contract/nsz only, no reassociation), so a freshly
 compiled kernel and the cached one give the same bits. The kernels are compiled on first use and
 cached on disk (``cache=True``, in numba's cache folder next to this file or in
-``NUMBA_CACHE_DIR``), one specialisation per dtype. ``torch.get_num_threads()`` sets numba's thread count for every call.
+``NUMBA_CACHE_DIR``), one specialisation per dtype. ``torch.get_num_threads()`` sets numba's
+thread count for every call.
 """
 
 from __future__ import annotations

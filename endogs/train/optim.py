@@ -1,11 +1,13 @@
 """The optimizer of the imaging terms (:mod:`endogs.model.imaging`).
 
 Pose corrections and exposures have one row per training frame, and a step sees one frame. Dense Adam
-moves every row at every step on its momentum, long after the row's own frame was seen: with ~35
-frames each correction took ~6x its learning rate per visit, in the direction of that one frame's
-gradient, and the jitter cost 4-5 dB of train PSNR on real video (docs/BENCHMARKS.md). So these
-rows are optimised lazily by PyTorch's :class:`torch.optim.SparseAdam` (only the rows with a
-gradient, and their moments, change), and the global head-light scalars by a plain Adam.
+moves every row at every step on its momentum, so each visit's gradient is spent in full in the steps
+that follow and is never averaged with the row's other visits: with 35 frames a row moved 5.6x its
+learning rate per visit whether its gradients agreed or were noise (``scripts/bench_row_adam.py``),
+and refinement lost 4-5 dB on real video (docs/BENCHMARKS.md). These rows are therefore optimised
+lazily by PyTorch's :class:`torch.optim.SparseAdam`: only the rows with a gradient, and their
+moments, change, so a row's moments average over its own visits (0.7x the rate per visit for noise,
+4.3x for a consistent gradient). The global head-light scalars keep a plain Adam.
 """
 
 from __future__ import annotations
