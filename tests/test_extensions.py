@@ -89,7 +89,7 @@ def test_a_registered_field_and_loss_train_and_are_logged(registered, tiny, tmp_
 
 
 def test_unknown_loss_term_is_one_line(registered, tiny, tmp_path):
-    with pytest.raises(ConfigError, match=r"^loss.terms: unknown term\(s\) nope; registered: l1, dssim, depth, tv, time_smooth, time_l1"):
+    with pytest.raises(ConfigError, match=r"^loss.terms: unknown term\(s\) nope; registered: l1, dssim, depth, tv, time_smooth, time_l1, offset_bound"):
         Trainer.create(merge(TrainConfig(), {**FAST, "loss": {"terms": {"nope": 1.0}}}), tiny, tmp_path / "x")
     assert not (tmp_path / "x").exists()
 

@@ -122,6 +122,10 @@ class DeformationField(nn.Module):
         """Distance of the field from time independence (0 when not applicable)."""
         return self._zero()
 
+    def offset_bound_loss(self) -> Tensor:
+        """Pull of the position outputs back from the field's bound (0 when not applicable)."""
+        return self._zero()
+
     def _zero(self) -> Tensor:
         for t in list(self.parameters()) + list(self.buffers()):
             return t.new_zeros(())
@@ -148,6 +152,7 @@ class NormalizedField(DeformationField):
         self.register_buffer("aabb", aabb)  # [2, 3]
         self.register_buffer("motion_scale", 0.5 * (aabb[1] - aabb[0]).max())  # []
         self.max_offset = float(cfg.max_offset)
+        self._raw_means: Optional[Tensor] = None  # the last position output that needs a gradient
 
     def normalize(self, means: Tensor) -> Tensor:
         """World positions [N, 3] -> [-1, 1] inside the AABB."""
@@ -161,10 +166,23 @@ class NormalizedField(DeformationField):
         scale it to world units and pack."""
         if "means" in outputs:
             out = outputs["means"]
+            self._raw_means = out if out.requires_grad else None
             if self.max_offset > 0:
                 out = self.max_offset * torch.tanh(out / self.max_offset)
             outputs = dict(outputs, means=out * self.motion_scale)
         return Deltas.from_outputs(outputs)
+
+    def offset_bound_loss(self) -> Tensor:
+        """Mean squared excess of the last differentiable position output over half the bound
+        (``max_offset / 2``, where ``tanh`` starts to flatten), summed over the axes.
+
+        Past the bound the ``tanh`` has no gradient left, so a Gaussian pushed there stays there
+        for good (out of view, unpruned); this term pulls the raw output back, and is zero for every
+        motion well inside the bound. Zero (no gradient) when unbounded or before a forward pass."""
+        raw = self._raw_means
+        if raw is None or self.max_offset <= 0:
+            return self._zero()
+        return (raw.abs() - 0.5 * self.max_offset).clamp_min(0.0).square().sum(dim=-1).mean()
 
 
 class Heads(nn.Module):

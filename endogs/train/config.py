@@ -64,6 +64,10 @@ class LossConfig:
     time_l1: float = 0.0
     """Mean |1 - time plane| of the HexPlane (pulls features towards time independence)."""
 
+    offset_bound: float = 1.0
+    """Pull of the deformation field's position outputs back from its bound (``deform.max_offset``),
+    where the bound's ``tanh`` has no gradient left (0 = off)."""
+
     pose_reg: float = 0.1
     """Pull of the refined camera poses towards the input poses (squared correction of the step's frame)."""
 
