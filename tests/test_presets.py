@@ -42,3 +42,16 @@ def test_presets_are_package_data():
     assert set(list_presets()) == bundled and "demo" in bundled
     with pytest.raises(ConfigError, match=r"^unknown preset 'nope'; available: default, demo, endonerf, fast, scared, stereomis$"):
         load_preset("nope")
+
+
+def test_cpu_gaussian_cap_follows_the_pixels_and_the_preset():
+    from endogs.config_io import merge
+
+    default, fast = load_preset("default"), load_preset("fast")
+    assert default.resolved("cpu", 640, 512).strategy.max_gaussians == int(0.35 * 320 * 256)
+    assert fast.resolved("cpu", 640, 512).strategy.max_gaussians == int(0.7 * 320 * 256)  # real video: measured
+    assert fast.resolved("cuda", 640, 512).strategy.max_gaussians == 300_000  # GPU default unchanged
+    explicit = merge(fast, {"strategy": {"max_gaussians": 1234}})
+    assert explicit.resolved("cpu", 640, 512).strategy.max_gaussians == 1234
+    with pytest.raises(ConfigError, match=r"^strategy.cpu_gaussians_per_pixel must be > 0, got 0.0$"):
+        merge(fast, {"strategy": {"cpu_gaussians_per_pixel": 0.0}}).resolved("cpu", 640, 512)

@@ -184,7 +184,9 @@ class TrainConfig:
             raise ConfigError(f"coarse_iterations ({coarse}) exceeds iterations ({iters})")
         down = self.data.downscale or (1.0 if cuda else max(1.0, width / 320.0))
         pixels = (width / down) * (height / down)
-        cap = self.strategy.max_gaussians or (300_000 if cuda else int(max(2000, 0.35 * pixels)))
+        if not self.strategy.cpu_gaussians_per_pixel > 0:
+            raise ConfigError(f"strategy.cpu_gaussians_per_pixel must be > 0, got {self.strategy.cpu_gaussians_per_pixel}")
+        cap = self.strategy.max_gaussians or (300_000 if cuda else int(max(2000, self.strategy.cpu_gaussians_per_pixel * pixels)))
         return merge(self, {"iterations": iters, "coarse_iterations": coarse, "device": device_type,
                             "data": {"downscale": down}, "strategy": {"max_gaussians": cap}})
 

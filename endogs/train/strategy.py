@@ -41,14 +41,17 @@ class CappedStrategy(EndoStrategy):
         refine_stop_iter: last step that refines (absolute step).
         enabled: densify and prune at all.
         max_gaussians: stop growing beyond this many Gaussians (0 = no cap); None picks by device
-            (CUDA 300k; CPU 0.35 per training pixel, which keeps a 320x256 run near 0.5 s per step
-            on 2 cores).
+            (CUDA 300k; CPU ``cpu_gaussians_per_pixel`` per training pixel).
+        cpu_gaussians_per_pixel: the CPU cap per training pixel when ``max_gaussians`` is None
+            (0.35 keeps a 320x256 step near 0.25 s on 2 cores; the ``fast`` preset's real-video runs
+            use more, see docs/BENCHMARKS.md).
     """
 
     refine_start_iter: int = 100
     refine_stop_iter: int = 2000
     enabled: bool = True
     max_gaussians: Optional[int] = None
+    cpu_gaussians_per_pixel: float = 0.35
 
     @classmethod
     def migrate_dict(cls, data: Mapping[str, Any], where: str) -> dict[str, Any]:
