@@ -105,3 +105,9 @@ class Camera:
             u = self.fx * pc[..., 0] / z + self.cx
             v = self.fy * pc[..., 1] / z + self.cy
         return np.stack([u, v], axis=-1), z
+
+
+def cameras_move(c2ws, tol: float = 1e-9) -> bool:
+    """True when any camera pose (a sequence of [4, 4] camera-to-world arrays) differs from the first."""
+    first = np.asarray(c2ws[0])
+    return any(not np.allclose(np.asarray(c), first, atol=tol, rtol=0.0) for c in c2ws[1:])

@@ -80,7 +80,7 @@ def count_in_tool(pc: PointCloud, frame0: Frame, margin: int = 2) -> int:
 
 def test_points_on_surface_with_matching_colours():
     frames = make_frames()
-    pc = point_cloud_from_frames(frames, InitConfig(pixel_stride=1))
+    pc = point_cloud_from_frames(frames, InitConfig(pixel_stride=1, border_margin=0.0))
     assert pc.xyz.dtype == np.float32 and pc.rgb.dtype == np.float32
     assert len(pc) > 1000
     assert plane_distance(pc.xyz).max() < 1e-3
@@ -104,6 +104,57 @@ def test_tool_region_of_frame0_filled_from_later_frames():
     assert len(clouds["fill"]) < len(clouds["all"])
 
 
+def seen_by(xyz: np.ndarray, cam: Camera) -> np.ndarray:
+    uv, z = cam.project(xyz.astype(np.float64))
+    return (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cam.height)
+
+
+def pixel_coverage(xyz: np.ndarray, cam: Camera, cell: int = 4) -> float:
+    """Fraction of cell x cell pixel blocks of ``cam`` that at least one point projects into."""
+    uv, _ = cam.project(xyz[seen_by(xyz, cam)].astype(np.float64))
+    hit = np.zeros((cam.height // cell + 1, cam.width // cell + 1), bool)
+    hit[(uv[:, 1] // cell).astype(int), (uv[:, 0] // cell).astype(int)] = True
+    return float(hit[: cam.height // cell, : cam.width // cell].mean())
+
+
+def test_border_band_extends_the_surface_past_every_frame():
+    frames = make_frames()
+    exact = dict(pixel_stride=1, voxel_size=0.0, remove_outliers=False, depth_percentiles=(0.0, 100.0))
+    plain = point_cloud_from_frames(frames, InitConfig(border_margin=0.0, **exact))
+    band = point_cloud_from_frames(frames, InitConfig(border_margin=0.1, **exact))
+    seen = np.zeros(len(band), bool)
+    for f in frames:
+        seen |= seen_by(band.xyz, f.camera)
+    # The frames' own points are unchanged; every added point lies outside every frame's view.
+    assert seen.sum() == len(plain) and len(band) > len(plain) + 50
+    np.testing.assert_array_equal(band.extrapolated, ~seen)
+    assert not plain.extrapolated.any()
+    # ... and the box and scale of the scene are those of the observed points.
+    np.testing.assert_array_equal(band.aabb, plain.aabb)
+    assert band.scale_hint == plain.scale_hint
+    extra = band.xyz[~seen]
+    # The band continues the surface: near the plane, with the texture of the nearest edge pixels.
+    assert np.median(plane_distance(extra)) < 0.05
+    assert np.abs(band.rgb[~seen] - texture(extra)).mean() < 0.1
+    # A view that looks past the last frame (the camera went on moving) is covered better.
+    c2w = frames[-1].camera.c2w.copy()
+    c2w[:3, :3] = rot_y(0.03 * 9)
+    c2w[:3, 3] = [0.03 * 9, 0.01 * 9, 0.0]
+    ahead = Camera(K, c2w, W, H)
+    assert pixel_coverage(band.xyz, ahead) > pixel_coverage(plain.xyz, ahead) + 0.03
+    assert pixel_coverage(band.xyz, ahead) > 0.97
+
+
+def test_border_band_skipped_for_a_fixed_camera():
+    frames = make_frames(n=4)
+    for f in frames:
+        f.camera = frames[0].camera
+    exact = dict(pixel_stride=1, voxel_size=0.0, remove_outliers=False)
+    plain = point_cloud_from_frames(frames, InitConfig(border_margin=0.0, **exact))
+    band = point_cloud_from_frames(frames, InitConfig(border_margin=0.1, **exact))
+    np.testing.assert_array_equal(plain.xyz, band.xyz)
+
+
 def test_frames_spread_over_sequence():
     frames = make_frames(n=10)
     pc = point_cloud_from_frames(frames, InitConfig(num_frames=4, pixel_stride=2))
@@ -115,11 +166,11 @@ def test_outliers_removed():
     frames = make_frames(outliers=0.01)
     raw = point_cloud_from_frames(frames, InitConfig(pixel_stride=1, remove_outliers=False, depth_percentiles=(0, 100)))
     assert (plane_distance(raw.xyz) > 0.05).sum() > 20
-    clean = point_cloud_from_frames(frames, InitConfig(pixel_stride=1))
+    clean = point_cloud_from_frames(frames, InitConfig(pixel_stride=1, border_margin=0.0))
     assert plane_distance(clean.xyz).max() < 1e-3
     # Far depth spikes: dropped by the per-frame percentile clipping alone.
     frames = make_frames(spikes=0.01)
-    pc = point_cloud_from_frames(frames, InitConfig(pixel_stride=1, remove_outliers=False))
+    pc = point_cloud_from_frames(frames, InitConfig(pixel_stride=1, remove_outliers=False, border_margin=0.0))
     assert plane_distance(pc.xyz).max() < 1e-3
 
 
@@ -150,6 +201,8 @@ def test_no_depth_raises_data_error():
         dict(voxel_size=-1.0),
         dict(max_points=0),
         dict(fusion="median"),
+        dict(border_margin=-0.1),
+        dict(border_margin=0.6),
     ],
 )
 def test_init_config_validation(kwargs):

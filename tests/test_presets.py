@@ -51,6 +51,8 @@ def test_cpu_gaussian_cap_follows_the_pixels_and_the_preset():
     assert default.resolved("cpu", 640, 512).strategy.max_gaussians == int(0.35 * 320 * 256)
     assert fast.resolved("cpu", 640, 512).strategy.max_gaussians == int(0.7 * 320 * 256)  # real video: measured
     assert fast.resolved("cuda", 640, 512).strategy.max_gaussians == 300_000  # GPU default unchanged
+    assert fast.deform.kind == "hexplane" and fast.deform.hidden_dim == 32  # real video: measured, 2/3 of the time
+    assert default.deform.hidden_dim == 64
     explicit = merge(fast, {"strategy": {"max_gaussians": 1234}})
     assert explicit.resolved("cpu", 640, 512).strategy.max_gaussians == 1234
     with pytest.raises(ConfigError, match=r"^strategy.cpu_gaussians_per_pixel must be > 0, got 0.0$"):

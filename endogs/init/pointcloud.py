@@ -16,6 +16,7 @@ import numpy as np
 
 from endogs.data.types import Frame
 from endogs.errors import ConfigError, DataError
+from endogs.camera import cameras_move
 
 
 @dataclass
@@ -65,6 +66,15 @@ class InitConfig:
     seed: int = 0
     """Seed of the random subset."""
 
+    border_margin: float = 0.05
+    """When the cameras move, also seed a band this wide beyond each frame's border (a fraction of
+    the frame's width and height): the surface is extended past the edge with the depth and colour of
+    the nearest valid tissue pixel, and only points that no selected frame sees are kept. A held-out
+    view that looks slightly past every training view then renders extrapolated tissue instead of
+    the background. It is seeded at a quarter of the frames' density (twice the voxel size), marked ``PointCloud.extrapolated``
+    and left out of the cloud's box and scale. 0 disables it; it is skipped when every camera pose is
+    the same."""
+
     def __post_init__(self) -> None:
         lo, hi = self.depth_percentiles
         if not 0.0 <= lo < hi <= 100.0:
@@ -85,6 +95,8 @@ class InitConfig:
             raise ConfigError(f"init.outlier_std_ratio must be > 0, got {self.outlier_std_ratio}")
         if self.max_points < 1:
             raise ConfigError(f"init.max_points must be >= 1, got {self.max_points}")
+        if not 0.0 <= self.border_margin <= 0.5:
+            raise ConfigError(f"init.border_margin must be in [0, 0.5] (a fraction of the frame size), got {self.border_margin}")
 
 
 @dataclass
@@ -100,6 +112,7 @@ class PointCloud:
     xyz: np.ndarray  # [M, 3]
     rgb: np.ndarray  # [M, 3]
     frame_indices: tuple[int, ...] = ()
+    extrapolated: Optional[np.ndarray] = None  # [M] bool; None = no point is
 
     def __post_init__(self) -> None:
         self.xyz = np.ascontiguousarray(self.xyz, dtype=np.float32)
@@ -108,16 +121,22 @@ class PointCloud:
             raise ValueError(f"PointCloud.xyz must be [M, 3], got {self.xyz.shape}")
         if self.rgb.shape != self.xyz.shape:
             raise ValueError(f"PointCloud.rgb must be {self.xyz.shape}, got {self.rgb.shape}")
+        ext = np.zeros(len(self.xyz), bool) if self.extrapolated is None else np.asarray(self.extrapolated, dtype=bool)
+        if ext.shape != (len(self.xyz),):
+            raise ValueError(f"PointCloud.extrapolated must be [{len(self.xyz)}], got {ext.shape}")
+        self.extrapolated = ext
 
     def __len__(self) -> int:
         return self.xyz.shape[0]
 
     @property
     def aabb(self) -> np.ndarray:
-        """[2, 3] float32: per-axis minimum (row 0) and maximum (row 1)."""
-        if len(self) == 0:
+        """[2, 3] float32: per-axis minimum (row 0) and maximum (row 1) of the observed points (the
+        extrapolated border band, if any, is left out so that it changes no scale of the scene)."""
+        xyz = self.xyz[~self.extrapolated] if self.extrapolated.any() and not self.extrapolated.all() else self.xyz
+        if len(xyz) == 0:
             return np.zeros((2, 3), dtype=np.float32)
-        return np.stack([self.xyz.min(axis=0), self.xyz.max(axis=0)])
+        return np.stack([xyz.min(axis=0), xyz.max(axis=0)])
 
     @property
     def center(self) -> np.ndarray:
@@ -179,6 +198,38 @@ def _frame_points(frame: Frame, cfg: InitConfig) -> Optional[tuple[np.ndarray, n
     return xyz.astype(np.float32), rgb.astype(np.float32), valid
 
 
+def _margin_points(frame: Frame, valid: np.ndarray, cfg: InitConfig) -> tuple[np.ndarray, np.ndarray]:
+    """World points [M, 3] and colours [M, 3] of the band of ``cfg.border_margin`` beyond the frame's
+    border, each with the depth and colour of the nearest valid tissue pixel (nearest in the image,
+    after clamping to it), unprojected along its own ray."""
+    from scipy.ndimage import distance_transform_edt
+
+    h, w = valid.shape
+    mu, mv = int(round(cfg.border_margin * w)), int(round(cfg.border_margin * h))
+    if (mu == 0 and mv == 0) or not valid.any():
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
+    s = 2 * cfg.pixel_stride  # a quarter of the frame's density: the band only has to hold a colour
+    v, u = np.mgrid[-mv:h + mv:s, -mu:w + mu:s]
+    outside = (u < 0) | (u >= w) | (v < 0) | (v >= h)
+    u, v = u[outside], v[outside]
+    _, (iy, ix) = distance_transform_edt(~valid, return_indices=True)  # nearest valid pixel of every pixel
+    uc, vc = np.clip(u, 0, w - 1), np.clip(v, 0, h - 1)
+    ny, nx = iy[vc, uc], ix[vc, uc]
+    depth = np.asarray(frame.depth, dtype=np.float64)[ny, nx]
+    rgb = np.clip(np.asarray(frame.image, dtype=np.float32)[ny, nx, :3], 0.0, 1.0)
+    xyz = frame.camera.unproject(depth, uv=np.stack([u + 0.5, v + 0.5], axis=-1).astype(np.float64))
+    return xyz.astype(np.float32), rgb.astype(np.float32)
+
+
+def _seen_by_any(xyz: np.ndarray, frames: Sequence[Frame]) -> np.ndarray:
+    """Boolean [M]: points in front of and inside the image of at least one of ``frames``."""
+    seen = np.zeros(len(xyz), dtype=bool)
+    for f in frames:
+        uv, z = f.camera.project(xyz.astype(np.float64))
+        seen |= (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < f.width) & (uv[:, 1] >= 0) & (uv[:, 1] < f.height)
+    return seen
+
+
 def _outside_reference(xyz: np.ndarray, ref: Frame, ref_valid: np.ndarray) -> np.ndarray:
     """Boolean [M]: points that the reference frame does not cover with valid tissue depth."""
     uv, z = ref.camera.project(xyz.astype(np.float64))
@@ -217,11 +268,18 @@ def point_cloud_from_frames(frames: Sequence[Frame], cfg: Optional[InitConfig] =
     rgb_parts: list[np.ndarray] = []
     used: list[int] = []
     ref: Optional[tuple[Frame, np.ndarray]] = None
+    margin = cfg.border_margin > 0 and cameras_move([f.camera.c2w for f in with_depth])
+    margin_xyz: list[np.ndarray] = []
+    margin_rgb: list[np.ndarray] = []
     for frame in chosen:
         out = _frame_points(frame, cfg)
         if out is None or len(out[0]) == 0:
             continue
         xyz, rgb, valid = out
+        if margin:
+            mx, mc = _margin_points(frame, valid, cfg)
+            margin_xyz.append(mx)
+            margin_rgb.append(mc)
         if cfg.fusion == "fill":
             if ref is None:
                 ref = (frame, valid)
@@ -240,25 +298,32 @@ def point_cloud_from_frames(frames: Sequence[Frame], cfg: Optional[InitConfig] =
         )
     xyz = np.concatenate(xyz_parts)  # [M, 3]
     rgb = np.concatenate(rgb_parts)  # [M, 3]
-    xyz, rgb = _clean(xyz, rgb, cfg)
+    voxel = cfg.voxel_size
+    if voxel is None:
+        voxel = float(np.linalg.norm(xyz.max(axis=0) - xyz.min(axis=0))) / cfg.voxel_divisions
+    xyz, rgb = _clean(xyz, rgb, cfg, voxel)
+    ext = np.zeros(len(xyz), bool)
+    if margin_xyz:  # cleaned on its own, at twice the voxel size (it only has to hold a colour), so that it stays marked
+        mx, mc = np.concatenate(margin_xyz), np.concatenate(margin_rgb)
+        unseen = ~_seen_by_any(mx, with_depth)
+        if unseen.any():
+            mx, mc = _clean(mx[unseen], mc[unseen], cfg, 2.0 * voxel)
+            xyz, rgb = np.concatenate([xyz, mx]), np.concatenate([rgb, mc])
+            ext = np.concatenate([ext, np.ones(len(mx), bool)])
     if len(xyz) > cfg.max_points:
         rng = np.random.default_rng(cfg.seed)
         idx = np.sort(rng.choice(len(xyz), size=cfg.max_points, replace=False))
-        xyz, rgb = xyz[idx], rgb[idx]
-    return PointCloud(xyz, np.clip(rgb, 0.0, 1.0), frame_indices=tuple(used))
+        xyz, rgb, ext = xyz[idx], rgb[idx], ext[idx]
+    return PointCloud(xyz, np.clip(rgb, 0.0, 1.0), frame_indices=tuple(used), extrapolated=ext)
 
 
-def _clean(xyz: np.ndarray, rgb: np.ndarray, cfg: InitConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Voxel downsampling and statistical outlier removal with open3d."""
+def _clean(xyz: np.ndarray, rgb: np.ndarray, cfg: InitConfig, voxel: float) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel downsampling (``voxel`` in world units; 0 = none) and statistical outlier removal with open3d."""
     import open3d as o3d  # slow import (~4 s): keep it out of module import time
 
     pcd = o3d.geometry.PointCloud()
     pcd.points = o3d.utility.Vector3dVector(xyz.astype(np.float64))
     pcd.colors = o3d.utility.Vector3dVector(rgb.astype(np.float64))
-    voxel = cfg.voxel_size
-    if voxel is None:
-        diag = float(np.linalg.norm(xyz.max(axis=0) - xyz.min(axis=0)))
-        voxel = diag / cfg.voxel_divisions
     if voxel > 0:
         pcd = pcd.voxel_down_sample(voxel)
     if cfg.remove_outliers and len(pcd.points) > cfg.outlier_neighbors:

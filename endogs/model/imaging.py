@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from endogs.camera import cameras_move
 from endogs.errors import ConfigError
 from endogs.model.appearance import Exposure, HeadLight
 from endogs.model.pose import PoseCorrections
@@ -57,12 +58,6 @@ class ImagingConfig:
                 raise ConfigError(f"imaging.{name} must be >= 0, got {getattr(self, name)}")
         if self.pose_start is not None and self.pose_start < 0:
             raise ConfigError(f"imaging.pose_start must be >= 0, got {self.pose_start}")
-
-
-def cameras_move(c2ws: Sequence[np.ndarray], tol: float = 1e-9) -> bool:
-    """True when any camera pose differs from the first."""
-    first = np.asarray(c2ws[0])
-    return any(not np.allclose(np.asarray(c), first, atol=tol, rtol=0.0) for c in c2ws[1:])
 
 
 class Imaging(nn.Module):

@@ -15,14 +15,14 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from endogs.camera import Camera
+from endogs.camera import Camera, cameras_move
 from endogs.config_io import dump_yaml, merge
 from endogs.data import Scene
 from endogs.errors import ConfigError, DataError, EndogsError
 from endogs.init import point_cloud_from_frames
 from endogs.model.gaussians import DEFORM_PREFIX
 from endogs.model.scene import DynamicScene, SceneOptimizers
-from endogs.model.imaging import build_imaging, cameras_move
+from endogs.model.imaging import build_imaging
 from endogs.render.api import RenderInputError
 from endogs.train.optim import ImagingOptimizer
 from endogs.view import render_frame
