@@ -44,7 +44,8 @@ class CappedStrategy(EndoStrategy):
             (CUDA 300k; CPU ``cpu_gaussians_per_pixel`` per training pixel).
         cpu_gaussians_per_pixel: the CPU cap per training pixel when ``max_gaussians`` is None
             (0.35: 28,672 Gaussians at 320x256, ~0.17 s per step on 2 cores; the ``fast`` preset's
-            0.7 for real video takes ~0.26 s, see docs/BENCHMARKS.md).
+            0.7 for real video ~0.26 s with the default 64-wide decoder, less with its 32-wide one;
+            see docs/BENCHMARKS.md).
     """
 
     refine_start_iter: int = 100
