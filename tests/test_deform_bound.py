@@ -89,3 +89,17 @@ def test_offset_bound_loss_is_zero_for_small_motion_and_when_unbounded():
     free = _scene("hexplane", 0.0).deform
     free.to_deltas({"means": torch.full((5, 3), 9.0, requires_grad=True)})
     assert float(free.offset_bound_loss().detach()) == 0.0
+
+
+def test_mean_offset_loss_is_the_squared_mean_raw_output_and_ignores_zero_mean_motion():
+    field = _scene("hexplane", 0.5).deform
+    assert float(field.mean_offset_loss()) == 0.0 and not field.mean_offset_loss().requires_grad  # before any forward
+    shift = torch.tensor([[0.02, -0.01, 0.03]])
+    raw = (shift + torch.tensor([[0.1, 0.0, 0.0], [-0.1, 0.0, 0.0]])).requires_grad_(True)  # [2, 3], mean = shift
+    field.to_deltas({"means": raw})
+    loss = field.mean_offset_loss()
+    assert float(loss.detach()) == pytest.approx(float(shift.square().sum()), rel=1e-6)
+    loss.backward()
+    torch.testing.assert_close(raw.grad, shift.expand(2, 3))  # d/d raw_i of |mean|^2 = 2 mean / n
+    field.to_deltas({"means": torch.tensor([[0.2, 0.0, 0.0], [-0.2, 0.0, 0.0]], requires_grad=True)})
+    assert float(field.mean_offset_loss().detach()) == 0.0  # motion with zero mean costs nothing

@@ -155,6 +155,38 @@ def test_border_band_skipped_for_a_fixed_camera():
     np.testing.assert_array_equal(plain.xyz, band.xyz)
 
 
+def test_point_subset_follows_the_pixel_footprint_when_the_camera_moves():
+    frames = make_frames()
+    base = dict(pixel_stride=1, border_margin=0.0)
+    full = point_cloud_from_frames(frames, InitConfig(**base))
+    centres = np.stack([f.camera.c2w[:3, 3] for f in frames])
+
+    def nearest(xyz):
+        return np.linalg.norm(xyz[:, None] - centres[None], axis=-1).min(1)
+
+    d = nearest(full.xyz)
+    near_edge, far_edge = np.quantile(d, [0.2, 0.8])
+    n = len(full) // 4
+
+    def kept_ratio(pc):  # share of the near fifth kept / share of the far fifth kept
+        dk = nearest(pc.xyz)
+        return ((dk <= near_edge).sum() / (d <= near_edge).sum()) / ((dk >= far_edge).sum() / (d >= far_edge).sum())
+
+    uniform = point_cloud_from_frames(frames, InitConfig(max_points=n, footprint_power=0.0, **base))
+    weighted = point_cloud_from_frames(frames, InitConfig(max_points=n, **base))
+    assert len(uniform) == len(weighted) == n
+    expected = (np.median(d[d >= far_edge]) / np.median(d[d <= near_edge])) ** 2  # pixel area far / near
+    assert 0.85 < kept_ratio(uniform) < 1.15
+    assert 0.75 * expected < kept_ratio(weighted) < 1.25 * expected and expected > 1.8
+    # A fixed camera keeps the uniform subset whatever the power.
+    fixed = make_frames(n=4)
+    for f in fixed:
+        f.camera = fixed[0].camera
+    a = point_cloud_from_frames(fixed, InitConfig(max_points=300, footprint_power=0.0, **base))
+    b = point_cloud_from_frames(fixed, InitConfig(max_points=300, **base))
+    np.testing.assert_array_equal(a.xyz, b.xyz)
+
+
 def test_frames_spread_over_sequence():
     frames = make_frames(n=10)
     pc = point_cloud_from_frames(frames, InitConfig(num_frames=4, pixel_stride=2))
@@ -203,6 +235,8 @@ def test_no_depth_raises_data_error():
         dict(fusion="median"),
         dict(border_margin=-0.1),
         dict(border_margin=0.6),
+        dict(footprint_power=-1.0),
+        dict(footprint_power=5.0),
     ],
 )
 def test_init_config_validation(kwargs):

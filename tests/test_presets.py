@@ -53,6 +53,9 @@ def test_cpu_gaussian_cap_follows_the_pixels_and_the_preset():
     assert fast.resolved("cuda", 640, 512).strategy.max_gaussians == 300_000  # GPU default unchanged
     assert fast.deform.kind == "hexplane" and fast.deform.hidden_dim == 32  # real video: measured, 2/3 of the time
     assert default.deform.hidden_dim == 64
+    # real video (SCARED 1-40, measured): view-dependent colour to degree 3 and relocation at the cap
+    assert (fast.sh_degree, fast.sh_degree_interval, fast.strategy.relocate_fraction) == (3, 300, 0.05)
+    assert default.strategy.relocate_fraction == 0.0 and default.sh_degree < 3
     explicit = merge(fast, {"strategy": {"max_gaussians": 1234}})
     assert explicit.resolved("cpu", 640, 512).strategy.max_gaussians == 1234
     with pytest.raises(ConfigError, match=r"^strategy.cpu_gaussians_per_pixel must be > 0, got 0.0$"):

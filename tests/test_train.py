@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from endogs.config_io import merge
+from endogs.errors import ConfigError
 from endogs.data import load_scene
 from endogs.data.synthetic import SyntheticConfig, write_synthetic_scene
 from endogs.render import render
@@ -169,6 +170,47 @@ def test_capped_strategy_grows_exactly_to_the_cap_keeping_the_strongest():
     # the grown ones are the strongest 12: indices 28..39, all in the large half -> splits
     assert (n_dupli, n_split) == (0, 12)
     assert s._grow_gs(params, opts, state, step=2) == (0, 0) and len(params["means"]) == cap  # full: no more growth
+
+
+def test_relocation_at_the_cap_moves_the_least_opaque_to_the_strongest_gradients():
+    from endogs.train.strategy import CappedStrategy
+
+    n = 40
+    torch.manual_seed(0)
+    opac = torch.linspace(-6.0, 3.0, n)  # opacity rises with the index; below 0.1 for the first few
+    params = torch.nn.ParameterDict({
+        "means": torch.nn.Parameter(torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 3)),
+        "scales": torch.nn.Parameter(torch.full((n, 3), -5.0)),  # all small: duplicates
+        "quats": torch.nn.Parameter(torch.randn(n, 4)), "opacities": torch.nn.Parameter(opac.clone()),
+    })
+    opts = {k: torch.optim.Adam([{"params": p, "lr": 0.0, "name": k}]) for k, p in params.items()}
+    sum(p.sum() for p in params.values()).backward()
+    for o in opts.values():  # an optimizer state to carry along (lr 0: the values stay put)
+        o.step()
+    s = CappedStrategy(refine_start_iter=0, refine_every=1, reset_every=10_000, refine_stop_iter=100, grow_grad2d=0.5,
+                       grow_scale3d=0.05, max_gaussians=n, relocate_fraction=0.1, relocate_max_opacity=0.1)
+    state = s.initialize_state(scene_scale=1.0)
+    grad = torch.zeros(n)
+    grad[[0, 30, 33, 36, 39]] = torch.tensor([0.9, 0.6, 0.7, 0.8, 0.95])  # Gaussian 0: least opaque but a candidate
+    state["grad2d"], state["count"], state["radii"] = grad, torch.ones(n), torch.zeros(n)
+    n_dupli, n_split = s._grow_gs(params, opts, state, step=1)
+    # 5 candidates, no room: 10 % of 40 = 4 relocated; removed: the 4 least opaque non-candidates (1..4)
+    assert state["last_relocate"] == 4 and (n_dupli, n_split) == (4, 0) and len(params["means"]) == n
+    xs = params["means"][:, 0].detach()
+    assert not any((xs == float(i)).any() for i in (1, 2, 3, 4))
+    # the 4 strongest candidates were duplicated (0, 39, 36, 33), the weakest (30) was not
+    counts = {i: int((xs == float(i)).sum()) for i in (0, 30, 33, 36, 39)}
+    assert counts == {0: 2, 30: 1, 33: 2, 36: 2, 39: 2}
+    assert len(state["grad2d"]) == n and all(len(v) == n for v in (state["count"], state["radii"]))
+    assert all(len(opts[k].state[opts[k].param_groups[0]["params"][0]]["exp_avg"]) == n for k in params)
+    # only Gaussians below relocate_max_opacity move: with a threshold below every opacity nothing does
+    s2 = CappedStrategy(refine_start_iter=0, refine_every=1, reset_every=10_000, refine_stop_iter=100, grow_grad2d=0.5,
+                        grow_scale3d=0.05, max_gaussians=n, relocate_fraction=0.1, relocate_max_opacity=1e-4)
+    state2 = s2.initialize_state(scene_scale=1.0)
+    state2["grad2d"], state2["count"], state2["radii"] = grad.clone(), torch.ones(n), torch.zeros(n)
+    assert s2._grow_gs(params, opts, state2, step=1) == (0, 0) and state2["last_relocate"] == 0
+    with pytest.raises(ConfigError, match="relocate_fraction"):
+        CappedStrategy(relocate_fraction=1.5)
 
 
 def run_cli(*args):

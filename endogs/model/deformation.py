@@ -126,6 +126,10 @@ class DeformationField(nn.Module):
         """Pull of the position outputs back from the field's bound (0 when not applicable)."""
         return self._zero()
 
+    def mean_offset_loss(self) -> Tensor:
+        """Squared mean position output of the last forward pass (0 when not applicable)."""
+        return self._zero()
+
     def _zero(self) -> Tensor:
         for t in list(self.parameters()) + list(self.buffers()):
             return t.new_zeros(())
@@ -183,6 +187,17 @@ class NormalizedField(DeformationField):
         if raw is None or self.max_offset <= 0:
             return self._zero()
         return (raw.abs() - 0.5 * self.max_offset).clamp_min(0.0).square().sum(dim=-1).mean()
+
+    def mean_offset_loss(self) -> Tensor:
+        """Squared norm of the mean raw position output over the Gaussians of the last forward pass.
+
+        A translation of the whole scene at one time is indistinguishable from a move of that
+        frame's camera; with camera refinement on, this term hands it to the camera correction
+        instead of the deformation field. Zero (no gradient) before a forward pass."""
+        raw = self._raw_means
+        if raw is None:
+            return self._zero()
+        return raw.mean(dim=0).square().sum()
 
 
 class Heads(nn.Module):

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 from gsplat.strategy import DefaultStrategy
-from gsplat.strategy.ops import duplicate, reset_opa, split
+from gsplat.strategy.ops import duplicate, remove, reset_opa, split
 
 from endogs.errors import ConfigError
 
@@ -46,6 +46,12 @@ class CappedStrategy(EndoStrategy):
             (0.35: 28,672 Gaussians at 320x256, ~0.17 s per step on 2 cores; the ``fast`` preset's
             0.7 for real video ~0.26 s with the default 64-wide decoder, less with its 32-wide one;
             see docs/BENCHMARKS.md).
+        relocate_fraction: at the cap, when more Gaussians qualify for growth than there is room
+            for, remove up to this fraction of all Gaussians per refinement, the least opaque first
+            (never a growth candidate, never one at or above ``relocate_max_opacity``), and grow as
+            many more candidates in their place: capacity moves to where the image gradient is
+            (0 = off; the idea of 3DGS-MCMC's relocation, done here by pruning and growing).
+        relocate_max_opacity: only Gaussians below this opacity are relocated.
     """
 
     refine_start_iter: int = 100
@@ -53,6 +59,14 @@ class CappedStrategy(EndoStrategy):
     enabled: bool = True
     max_gaussians: Optional[int] = None
     cpu_gaussians_per_pixel: float = 0.35
+    relocate_fraction: float = 0.0
+    relocate_max_opacity: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.relocate_fraction < 1.0:
+            raise ConfigError(f"strategy.relocate_fraction must be in [0, 1), got {self.relocate_fraction}")
+        if not 0.0 < self.relocate_max_opacity <= 1.0:
+            raise ConfigError(f"strategy.relocate_max_opacity must be in (0, 1], got {self.relocate_max_opacity}")
 
     @classmethod
     def migrate_dict(cls, data: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -71,15 +85,26 @@ class CappedStrategy(EndoStrategy):
             return super()._grow_gs(params, optimizers, state, step)
         n = len(params["means"])
         room = self.max_gaussians - n
+        state["last_relocate"] = 0
+        if room <= 0 and not self.relocate_fraction:
+            return 0, 0
+        candidates, small, split_big = self._candidates(params, state, step)
+        excess = int(candidates.sum()) - room
+        if self.relocate_fraction and excess > 0:
+            opacity = torch.sigmoid(params["opacities"].flatten())
+            movable = ~candidates & (opacity < self.relocate_max_opacity)
+            k = min(excess, int(self.relocate_fraction * n), int(movable.sum()))
+            if k > 0:
+                score = torch.where(movable, opacity, torch.full_like(opacity, 2.0))
+                dead = torch.zeros_like(candidates)
+                dead[torch.topk(score, k, largest=False).indices] = True
+                remove(params=params, optimizers=optimizers, state=state, mask=dead)
+                state["last_relocate"] = k
+                room += k
+                candidates, small, split_big = self._candidates(params, state, step)
         if room <= 0:
             return 0, 0
         grads = state["grad2d"] / state["count"].clamp_min(1)  # [N]
-        grow = grads > self.grow_grad2d
-        small = torch.exp(params["scales"]).max(dim=-1).values <= self.grow_scale3d * state["scene_scale"]
-        split_big = grow & ~small
-        if step < self.refine_scale2d_stop_iter:
-            split_big |= state["radii"] > self.grow_scale2d
-        candidates = (grow & small) | split_big
         if int(candidates.sum()) > room:  # keep the `room` strongest candidates
             score = torch.where(candidates, grads, torch.full_like(grads, -1.0))
             keep = torch.zeros_like(candidates)
@@ -94,3 +119,13 @@ class CappedStrategy(EndoStrategy):
             is_split = torch.cat([is_split, torch.zeros(n_dupli, dtype=torch.bool, device=is_split.device)])
             split(params=params, optimizers=optimizers, state=state, mask=is_split, revised_opacity=self.revised_opacity)
         return n_dupli, n_split
+
+    def _candidates(self, params, state, step):
+        """Growth candidates as gsplat's DefaultStrategy picks them: (candidates, small, split_big)."""
+        grads = state["grad2d"] / state["count"].clamp_min(1)  # [N]
+        grow = grads > self.grow_grad2d
+        small = torch.exp(params["scales"]).max(dim=-1).values <= self.grow_scale3d * state["scene_scale"]
+        split_big = grow & ~small
+        if step < self.refine_scale2d_stop_iter:
+            split_big |= state["radii"] > self.grow_scale2d
+        return (grow & small) | split_big, small, split_big

@@ -119,6 +119,7 @@ register_loss("tv")(_field_regulariser("tv_loss"))
 register_loss("time_smooth")(_field_regulariser("time_smoothness_loss"))
 register_loss("time_l1")(_field_regulariser("time_l1_loss"))
 register_loss("offset_bound")(_field_regulariser("offset_bound_loss"))
+register_loss("mean_offset")(_field_regulariser("mean_offset_loss"))
 
 
 @register_loss("pose_reg")
