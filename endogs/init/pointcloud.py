@@ -333,12 +333,10 @@ def point_cloud_from_frames(frames: Sequence[Frame], cfg: Optional[InitConfig] =
 
 def _footprint_weights(xyz: np.ndarray, centres: Sequence[np.ndarray], power: float) -> np.ndarray:
     """Sampling probabilities proportional to (distance to the nearest camera centre) ** -power."""
-    c = np.asarray(centres, dtype=np.float64)
-    d2 = np.full(len(xyz), np.inf)
-    for i in range(0, len(xyz), 65536):  # [chunk, cameras] at a time
-        x = xyz[i:i + 65536].astype(np.float64)
-        d2[i:i + 65536] = ((x[:, None, :] - c[None]) ** 2).sum(-1).min(1)
-    w = np.maximum(d2, 1e-12 * max(float(d2.max()), 1e-12)) ** (-0.5 * power)
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(np.asarray(centres, dtype=np.float64)).query(xyz.astype(np.float64))
+    w = np.maximum(d, 1e-6 * max(float(d.max()), 1e-6)) ** -power
     return w / w.sum()
 
 

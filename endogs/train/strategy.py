@@ -88,7 +88,7 @@ class CappedStrategy(EndoStrategy):
         state["last_relocate"] = 0
         if room <= 0 and not self.relocate_fraction:
             return 0, 0
-        candidates, small, split_big = self._candidates(params, state, step)
+        grads, candidates, small, split_big = self._candidates(params, state, step)
         excess = int(candidates.sum()) - room
         if self.relocate_fraction and excess > 0:
             opacity = torch.sigmoid(params["opacities"].flatten())
@@ -101,10 +101,9 @@ class CappedStrategy(EndoStrategy):
                 remove(params=params, optimizers=optimizers, state=state, mask=dead)
                 state["last_relocate"] = k
                 room += k
-                candidates, small, split_big = self._candidates(params, state, step)
+                grads, candidates, small, split_big = self._candidates(params, state, step)
         if room <= 0:
             return 0, 0
-        grads = state["grad2d"] / state["count"].clamp_min(1)  # [N]
         if int(candidates.sum()) > room:  # keep the `room` strongest candidates
             score = torch.where(candidates, grads, torch.full_like(grads, -1.0))
             keep = torch.zeros_like(candidates)
@@ -121,11 +120,12 @@ class CappedStrategy(EndoStrategy):
         return n_dupli, n_split
 
     def _candidates(self, params, state, step):
-        """Growth candidates as gsplat's DefaultStrategy picks them: (candidates, small, split_big)."""
+        """Mean screen-space gradients [N] and the growth candidates as gsplat's DefaultStrategy picks them:
+        (grads, candidates, small, split_big)."""
         grads = state["grad2d"] / state["count"].clamp_min(1)  # [N]
         grow = grads > self.grow_grad2d
         small = torch.exp(params["scales"]).max(dim=-1).values <= self.grow_scale3d * state["scene_scale"]
         split_big = grow & ~small
         if step < self.refine_scale2d_stop_iter:
             split_big |= state["radii"] > self.grow_scale2d
-        return (grow & small) | split_big, small, split_big
+        return grads, (grow & small) | split_big, small, split_big
