@@ -7,6 +7,10 @@ exact poses) of the training cameras and masked test PSNR, with frozen and with 
 Test frames are rendered at their input (perturbed) pose plus, when refined, the corrections of the
 neighbouring training frames interpolated in time (test_psnr); their images never reach the
 optimizer. For diagnosis also at the bare input pose and at the exact pose.
+
+``--oracle-steps K`` adds a third line: a static model trained at the exact poses, frozen, and each
+perturbed training camera fitted to its own image by test-time pose alignment
+(endogs.eval.evaluate.align_pose, K Adam steps): how far pure pose fitting can go on this scene.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from endogs.config_io import merge
 from endogs.data import load_scene
 from endogs.data.perturb import perturb_scene_poses
 from endogs.data.synthetic import SyntheticConfig, write_synthetic_scene
+from endogs.eval.evaluate import align_pose, pose_scale
 from endogs.eval.metrics import psnr
+from endogs.model.pose import refined_c2w
 from endogs.eval.trajectory import trajectory_error
 from endogs.train.config import TrainConfig
 from endogs.train.trainer import Trainer
@@ -56,6 +62,25 @@ def run_case(scene_dir: Path, run_dir: Path, refine: bool, iterations: int, sigm
             "input_pose_error": inp.as_dict(), "train_s": round(tr.elapsed, 1)}
 
 
+def oracle_case(scene_dir: Path, run_dir: Path, iterations: int, steps: int, sigma_mm: float, sigma_deg: float, seed: int) -> dict:
+    """Pose alignment against a frozen model trained at the exact poses (no deformation field)."""
+    clean = load_scene(scene_dir)
+    cfg = merge(TrainConfig(), {"iterations": iterations, "device": "cpu", "imaging": {"refine_poses": False}, "deform": {"kind": "none"}})
+    shutil.rmtree(run_dir, ignore_errors=True)
+    tr = Trainer.create(cfg, scene_dir, run_dir, data=clean)
+    tr.train(progress=False)
+    data, truth = perturb_scene_poses(load_scene(scene_dir), sigma_mm, sigma_deg, seed=seed)
+    train, scale = list(data.train_indices), pose_scale(tr.scene)
+    est = []
+    for i in train:
+        f = data.frames[i]
+        mask = f.eval_mask if f.eval_mask is not None else np.ones(f.image.shape[:2], bool)
+        _, _, delta = align_pose(tr.scene, f.time, f.camera, f.image, mask, steps)
+        est.append(refined_c2w(f.camera.c2w, torch.tensor(delta), scale))
+    return {"oracle_align_steps": steps, "pose_error": trajectory_error(np.stack(est), truth[train]).as_dict(),
+            "input_pose_error": trajectory_error(np.stack([data.frames[i].camera.c2w for i in train]), truth[train]).as_dict()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
@@ -67,12 +92,15 @@ def main() -> None:
     ap.add_argument("--sigma-deg", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--overrides", default="{}", help="TrainConfig keys as JSON, e.g. '{\"imaging\": {\"pose_lr\": 0.002}}'")
+    ap.add_argument("--oracle-steps", type=int, default=0, help="also fit each camera to a frozen model trained at the exact poses")
     a = ap.parse_args()
     scene = a.out / "scene"
     write_synthetic_scene(scene, config=SyntheticConfig(width=a.width, height=a.height, n_frames=a.frames, camera="moving", seed=a.seed), overwrite=True)
     for refine in (False, True):
         print(json.dumps(run_case(scene, a.out / f"run_refine_{int(refine)}", refine, a.iterations, a.sigma_mm, a.sigma_deg, a.seed,
                                   json.loads(a.overrides))), flush=True)
+    if a.oracle_steps > 0:
+        print(json.dumps(oracle_case(scene, a.out / "run_oracle", a.iterations, a.oracle_steps, a.sigma_mm, a.sigma_deg, a.seed)), flush=True)
 
 
 if __name__ == "__main__":

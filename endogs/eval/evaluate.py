@@ -175,6 +175,14 @@ def render_numpy(scene, t: float, camera, frame_index: Optional[int] = None, bac
     return rgb, depth
 
 
+def pose_scale(scene) -> float:
+    """Length unit of a pose correction's translation: the refined poses' scene scale, or the spread
+    of the Gaussians when the scene refines none (what :func:`align_pose` uses)."""
+    if scene.imaging.poses is not None:
+        return float(scene.imaging.poses.scene_scale)
+    return float(np.linalg.norm(scene.params["means"].detach().std(0).cpu().numpy()))
+
+
 def align_pose(scene, t: float, camera, target: np.ndarray, mask: np.ndarray, steps: int, background=None) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Test-time pose alignment: the model frozen, a camera-frame SE(3) correction fitted to ``target``
     by Adam on the masked L1 (starting from the frame's own pose). Returns the aligned render, its
@@ -184,7 +192,7 @@ def align_pose(scene, t: float, camera, target: np.ndarray, mask: np.ndarray, st
     dev = scene.device
     gt = torch.as_tensor(target, device=dev)
     w = torch.as_tensor(mask.astype(np.float32), device=dev)
-    scale = float(scene.imaging.poses.scene_scale) if scene.imaging.poses is not None else float(np.linalg.norm(scene.params["means"].detach().std(0).cpu().numpy()))
+    scale = pose_scale(scene)
     delta = torch.zeros(6, device=dev, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=1e-3)
     with torch.no_grad():
