@@ -29,8 +29,8 @@ from endogs.data.perturb import perturb_scene_poses
 from endogs.data.synthetic import SyntheticConfig, write_synthetic_scene
 from endogs.eval.evaluate import align_pose, pose_scale
 from endogs.eval.metrics import psnr
-from endogs.model.pose import refined_c2w
 from endogs.eval.trajectory import trajectory_error
+from endogs.model.pose import refined_c2w
 from endogs.train.config import TrainConfig
 from endogs.train.trainer import Trainer
 from endogs.view import frame_pose, render_frame
@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--sigma-deg", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--overrides", default="{}", help="TrainConfig keys as JSON, e.g. '{\"imaging\": {\"pose_lr\": 0.002}}'")
-    ap.add_argument("--oracle-steps", type=int, default=0, help="also fit each camera to a frozen model trained at the exact poses")
+    ap.add_argument("--oracle-steps", type=int, default=0, help="also fit each camera to a frozen model trained at the exact poses (--overrides do not apply to it)")
     a = ap.parse_args()
     scene = a.out / "scene"
     write_synthetic_scene(scene, config=SyntheticConfig(width=a.width, height=a.height, n_frames=a.frames, camera="moving", seed=a.seed), overwrite=True)
