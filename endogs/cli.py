@@ -53,6 +53,8 @@ def synthetic(
     seed: int = 0,
     camera: Optional[CameraMotion] = None,
     exposure_drift: float = 0.0,
+    tilt: float = 0.0,
+    deformation: float = 1.0,
     overwrite: bool = False,
 ) -> None:
     """Write the deterministic synthetic sample scene (with exact ground truth) to a folder.
@@ -67,16 +69,20 @@ def synthetic(
         camera: fixed or moving endoscope; default fixed for EndoNeRF, moving for SCARED.
         exposure_drift: auto-exposure drift, 0..1: frame i is multiplied by exp(drift * u(t_i)), u smooth,
             u(0) = 0, |u| <= 1 (the exact gains are written to endogs_scene.json as exposure_gain).
+        tilt: slope dz/dx of the tissue's mean plane, -0.8..0.8 (0.5: an oblique view whose depth varies
+            ~1.6x across the image, as in SCARED).
+        deformation: scale of the tissue motion, 0..2 (0: rigid tissue).
         overwrite: replace an existing scene folder.
     """
     from endogs.data.synthetic import SyntheticConfig, generate, write_endonerf, write_scared
 
     cam = camera or ("fixed" if layout == "endonerf" else "moving")
     try:
-        cfg = SyntheticConfig(width=width, height=height, n_frames=n_frames, seed=seed, camera=cam, exposure_drift=exposure_drift)
+        cfg = SyntheticConfig(width=width, height=height, n_frames=n_frames, seed=seed, camera=cam, exposure_drift=exposure_drift,
+                              tilt=tilt, deformation=deformation)
+        scene = generate(cfg)  # also refuses views that would graze the tissue
     except ValueError as exc:
         raise EndogsError(str(exc)) from None
-    scene = generate(cfg)
     writer = write_endonerf if layout == "endonerf" else write_scared
     path = writer(scene, out, overwrite=overwrite)
     print(f"wrote {layout} scene: {path} ({n_frames} frames, {width}x{height}, {cam} camera)")

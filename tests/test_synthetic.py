@@ -40,6 +40,11 @@ def moving():
     return generate(SyntheticConfig(camera="moving"))
 
 
+@pytest.fixture(scope="module")
+def tilted():
+    return generate(SyntheticConfig(camera="moving", tilt=0.5))
+
+
 def _centroid(mask: np.ndarray) -> np.ndarray:
     v, u = np.nonzero(mask)
     return np.array([u.mean(), v.mean()])
@@ -64,6 +69,7 @@ def _centroid(mask: np.ndarray) -> np.ndarray:
         {"left_strip": 0.7},
         {"specular": "yes"},
         {"deformation": float("nan")},
+        {"tilt": 0.9},
     ],
 )
 def test_config_rejects_bad_values(kwargs):
@@ -144,7 +150,7 @@ def test_no_tool_option():
     assert not sc.tool_masks.any() and (sc.tool_depth == 0).all()
 
 
-@pytest.mark.parametrize("scene_name", ["fixed", "moving"])
+@pytest.mark.parametrize("scene_name", ["fixed", "moving", "tilted"])
 def test_gt_depth_lies_on_the_height_field(scene_name, request):
     scene = request.getfixturevalue(scene_name)
     for i in (0, 7, 15, 23):
@@ -159,6 +165,19 @@ def test_gt_depth_lies_on_the_height_field(scene_name, request):
         u, v = np.meshgrid(np.arange(160) + 0.5, np.arange(128) + 0.5)
         np.testing.assert_allclose(uv[:, 0], u.ravel(), atol=1e-4)
         np.testing.assert_allclose(uv[:, 1], v.ravel(), atol=1e-4)
+
+
+def test_tilt_gives_an_oblique_view_with_realistic_depth_range(moving, tilted):
+    def ratio(d):
+        lo, hi = np.percentile(d[d > 0], [10, 90])
+        return hi / lo
+
+    for i in (0, 12, 23):
+        assert ratio(moving.gt_depth[i]) < 1.2  # the default surface nearly faces the camera
+        assert 1.4 < ratio(tilted.gt_depth[i]) < 1.9  # as in real endoscopic views
+        half = tilted.width // 2
+        assert tilted.gt_depth[i][:, half:].mean() > tilted.gt_depth[i][:, :half].mean() + 8  # far side right
+    np.testing.assert_array_equal(moving.c2w, tilted.c2w)  # same trajectory, other tissue
 
 
 def test_noisy_depth_close_to_truth_with_realistic_holes(fixed):
@@ -411,13 +430,13 @@ def test_default_layout_configs(tmp_path):
 
 
 def test_slope_bound_holds_and_wide_views_are_rejected():
-    for deformation in (0.0, 1.0, 2.0):
-        cfg = SyntheticConfig(deformation=deformation, seed=3)
+    for deformation, tilt in ((0.0, 0.0), (1.0, 0.0), (2.0, 0.0), (1.0, 0.5), (0.0, -0.8)):
+        cfg = SyntheticConfig(deformation=deformation, tilt=tilt, seed=3)
         model = syn_surface._SceneModel(cfg)
         x, y = np.meshgrid(np.linspace(-90, 90, 361), np.linspace(-90, 90, 361))
         for t in np.linspace(0, 1, 9):
             _, hx, hy = model.height(x, y, float(t), grad=True)
-            assert np.hypot(hx, hy).max() <= syn_config._max_slope(deformation)
+            assert np.hypot(hx, hy).max() <= syn_config._max_slope(deformation, tilt)
     with pytest.raises(ValueError, match="too wide"):
         generate(SyntheticConfig(focal_factor=0.3, deformation=2.0, n_frames=2, width=32, height=32))
     # unusual but valid: a tall, wide view passes the sampled check
@@ -454,3 +473,21 @@ def test_exposure_drift_scales_each_frame_by_its_exact_gain(moving, tmp_path):
     assert json.loads((meta_root / "endogs_scene.json").read_text())["exposure_gain"] == [float(x) for x in g]
     with pytest.raises(ValueError, match="exposure_drift"):
         SyntheticConfig(exposure_drift=2.0)
+
+
+def test_cli_writes_a_tilted_rigid_scene_and_refuses_bad_values(tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "endogs", "synthetic", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+    r = cli(tmp_path / "s", "--width", 48, "--height", 40, "--n-frames", 3, "--camera", "moving", "--tilt", 0.5, "--deformation", 0)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "s" / "endogs_scene.json").read_text())
+    assert (meta["config"]["tilt"], meta["config"]["deformation"]) == (0.5, 0.0)
+    for bad, msg in ((("--tilt", 0.9), "SyntheticConfig.tilt must be within [-0.8, 0.8], got 0.9"),
+                     (("--tilt", 0.8, "--deformation", 2), "the view is too wide")):
+        r = cli(tmp_path / "bad", "--width", 48, "--height", 40, "--n-frames", 3, *bad)
+        assert r.returncode != 0 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / "bad").exists()

@@ -10,9 +10,9 @@ Geometry (all lengths in mm, OpenCV axes: x right, y down, z forward):
 
 * World frame = camera frame of frame 0. The tissue is the height field ``z = distance + h(x, y, t)``
   (:func:`surface_z`), defined everywhere (it spans far beyond the view), with gentle slopes
-  (|grad h| < 0.49 + 0.29 * deformation) so that every pixel ray meets it exactly once; the hit is
+  (|grad h| < 0.49 + 0.29 * deformation + |tilt|) so that every pixel ray meets it exactly once; the hit is
   found by Newton iterations and is exact to float32 precision.
-* ``h`` = a static dome and folds (seeded) + breathing (a slow global rise and fall, with a small
+* ``h`` = an optional tilt of the mean plane (``tilt``, an oblique view) + a static dome and folds (seeded) + breathing (a slow global rise and fall, with a small
   lateral expansion) + a "pulled" bump that rises up to ~4 mm towards the camera and slides ~5 mm
   while the tool holds it. All motion is zero at t = 0 and smooth in t.
 * The albedo is a function of material coordinates ``(X, Y) = (x, y) - u(x, y, t)`` (u = the lateral

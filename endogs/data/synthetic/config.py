@@ -88,6 +88,10 @@ class SyntheticConfig:
     is always applied)."""
     image_noise: float = 0.0
     """Std of Gaussian sensor noise added to the images (in [0,1] units)."""
+    tilt: float = 0.0
+    """Slope dz/dx of the tissue's mean plane: 0 faces the camera (depth varies ~1.1x across the view);
+    0.5 is an oblique view of the tissue wall (~27 deg; far side to the right, depth varies ~1.7x across
+    the view, as in SCARED), which makes camera rotation and sideways translation distinguishable."""
     exposure_drift: float = 0.0
     """Auto-exposure drift: frame i's image is multiplied by the gain exp(exposure_drift * u(t_i)), with
     u a smooth seeded curve, u(0) = 0 and |u| <= 1 (the exact gains are ``SyntheticScene.exposure``);
@@ -119,6 +123,7 @@ class SyntheticConfig:
             "left_strip": (0.0, 0.5),
             "image_noise": (0.0, 0.5),
             "exposure_drift": (0.0, 1.0),
+            "tilt": (-0.8, 0.8),
         }
         for name, (lo, hi) in checks.items():
             v = getattr(self, name)
@@ -142,15 +147,15 @@ class SyntheticConfig:
         return np.zeros(1) if n == 1 else np.arange(n, dtype=np.float64) / (n - 1)
 
 
-def _max_slope(deformation: float) -> float:
+def _max_slope(deformation: float, tilt: float = 0.0) -> float:
     """Upper bound of |grad h| over space and time (mirrors the amplitudes in :class:`_SceneModel`).
 
     dome 7/32·e^-½ + folds 2π(0.8/38 + 0.45/24 + 0.25/15) + bump 4/10·e^-½·def + breathing
-    1.5·0.25·2π/55·def (all lengths scale together with the distance, so slopes do not).
+    1.5·0.25·2π/55·def + |tilt| (all lengths scale together with the distance, so slopes do not).
     """
     e = np.exp(-0.5)
     folds = 2 * np.pi * (0.8 / 38 + 0.45 / 24 + 0.25 / 15)
-    return 7.0 / 32.0 * e + folds + (0.4 * e + 1.5 * 0.25 * 2 * np.pi / 55.0) * deformation
+    return 7.0 / 32.0 * e + folds + (0.4 * e + 1.5 * 0.25 * 2 * np.pi / 55.0) * deformation + abs(tilt)
 
 
 @dataclass

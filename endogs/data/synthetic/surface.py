@@ -134,8 +134,10 @@ class _SceneModel:
         dx, dy = x - self.dome_c[0], y - self.dome_c[1]
         g = self.dome_a * np.exp(-(dx * dx + dy * dy) * (0.5 / self.dome_sigma**2))
         h = g.copy()
+        if self.cfg.tilt != 0.0:
+            h += self.cfg.tilt * x
         if grad:
-            hx = -g * dx / self.dome_sigma**2
+            hx = -g * dx / self.dome_sigma**2 + self.cfg.tilt
             hy = -g * dy / self.dome_sigma**2
         for k, a, p in zip(self.fold_k, self.fold_a, self.fold_phi):
             sn, cs = _sincos(k[0] * x + k[1] * y + p)

@@ -114,7 +114,7 @@ def _check_single_hit(model: "_SceneModel", rays_cam: np.ndarray, c2w: np.ndarra
     # the steepest ray is a corner one (the sub-level sets of the angle are convex cones)
     d = np.einsum("nij,jk->nik", c2w[:, :3, :3], rays_cam[:, corner_idx])  # [N,3,4]
     tan_max = float((np.hypot(d[:, 0], d[:, 1]) / d[:, 2]).max()) if (d[:, 2] > 0).all() else np.inf
-    if _max_slope(cfg.deformation) * tan_max < 0.97:
+    if _max_slope(cfg.deformation, cfg.tilt) * tan_max < 0.97:
         return
     slope = np.inf
     if np.isfinite(tan_max):
@@ -130,6 +130,6 @@ def _check_single_hit(model: "_SceneModel", rays_cam: np.ndarray, c2w: np.ndarra
     if slope * tan_max >= 0.97:
         raise ValueError(
             f"the view is too wide (focal_factor={cfg.focal_factor}, {w}x{h}, camera={cfg.camera}) for "
-            f"deformation={cfg.deformation}: rays would graze the tissue folds; raise focal_factor or "
-            "lower deformation / camera_motion"
+            f"deformation={cfg.deformation}, tilt={cfg.tilt}: rays would graze the tissue folds; raise focal_factor or "
+            "lower deformation / tilt / camera_motion"
         )
