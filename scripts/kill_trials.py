@@ -235,24 +235,28 @@ def session_pids(sid: int) -> list[int]:
     return out
 
 
-def kill_at(args: list[str], delay: float, cwd: Optional[Path] = None, orphans_grace: Optional[float] = None) -> bool:
-    """Run ``python -m endogs ARGS``; SIGKILL it ``delay`` s after the start. True when it was killed.
-    With ``orphans_grace``: assert that nothing it started (its session) is still running that long after."""
+def kill_at(args: list[str], delay: float, cwd: Optional[Path] = None,
+            orphans_grace: Optional[float] = None) -> tuple[bool, float]:
+    """Run ``python -m endogs ARGS``; SIGKILL it ``delay`` s after the start. Returns whether it was killed
+    and how long the last process it started (its session) outlived it (0 without ``orphans_grace``).
+    With ``orphans_grace``: assert that nothing it started is still running that long after."""
     proc = _start(args, cwd)
     try:
         proc.wait(timeout=delay)
-        return False
+        return False, 0.0
     except subprocess.TimeoutExpired:
         killed = _kill(proc)
+    outlived = 0.0
     if orphans_grace is not None:
-        deadline = time.monotonic() + orphans_grace
-        while session_pids(proc.pid) and time.monotonic() < deadline:
+        start = time.monotonic()
+        while session_pids(proc.pid) and time.monotonic() - start < orphans_grace:
             time.sleep(0.2)
+        outlived = time.monotonic() - start
         left = session_pids(proc.pid)
         for pid in left:  # do not leave them to the next trial
             os.kill(pid, signal.SIGKILL)
         assert not left, f"{' '.join(args)}: {len(left)} processes it started outlived it by {orphans_grace:.0f} s"
-    return killed
+    return killed, outlived
 
 
 def log_steps(run: Path) -> int:
@@ -303,7 +307,7 @@ def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
         run = s.work / f"t{n}"
         shutil.rmtree(run, ignore_errors=True)
         if n % 3 == 0:  # during start-up or initialisation
-            killed = kill_at(train_args(s, run), delay)
+            killed, _ = kill_at(train_args(s, run), delay)
         else:  # during the optimisation
             step, delay = rng.randint(1, TINY["iterations"] - 1), rng.uniform(*AFTER_STEP)
             moment = {"after_step": step, "delay": round(delay, 3)}
@@ -319,7 +323,7 @@ def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
         out = s.work / f"t{n}"
         shutil.rmtree(out, ignore_errors=True)
         cmd = ["prepare", args[0], "--out", str(out), *args[1:]]
-        killed = kill_at(cmd, delay)
+        killed, _ = kill_at(cmd, delay)
         checked = len(tree_files(out)) if out.exists() else 0  # the folder appears whole (atomic rename) or not at all
         if out.exists():
             check_visible(out)
@@ -335,9 +339,12 @@ def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
         out = s.work / f"t{n}"
         shutil.rmtree(out, ignore_errors=True)
         cmd = ["batch", str(spec), "--out", str(out)]
-        # Ray's processes outlive a SIGKILLed driver: its dashboard agent and a worker for ~60 s (62 s measured
-        # on an idle machine) until they notice the raylet's death; they must be gone within the grace
-        killed = kill_at(cmd, delay, cwd=s.work, orphans_grace=ORPHANS_GRACE)
+        # Ray's processes outlive a SIGKILLed driver: its raylet and GCS die with it, but its dashboard agent and
+        # runtime-env agent, seeing the raylet gone, try to report that to the dead GCS, and Ray gives that call a
+        # fixed 60 s timeout (ray._private.utils.publish_error_to_driver, Ray 2.60); they must be gone within the
+        # grace, and how long they lingered is reported
+        killed, outlived = kill_at(cmd, delay, cwd=s.work, orphans_grace=ORPHANS_GRACE)
+        moment["orphans_s"] = round(outlived, 1)
         checked = check_visible(out) if out.exists() else 0
         resumed = any(out.glob(f"*/{CHECKPOINT_FILE}"))
         r = subprocess.run([sys.executable, "-m", "endogs", *cmd], capture_output=True, text=True, env=_env(), cwd=s.work,
@@ -351,7 +358,7 @@ def trial(s: Setup, kind: str, n: int, rng: random.Random) -> dict:
         shutil.rmtree(run, ignore_errors=True)
         shutil.copytree(s.reference, run, ignore=shutil.ignore_patterns("eval_*", "export"))
         args = ["eval", str(run), *EVAL_FLAGS] if kind == "eval" else ["export", str(run), *EXPORT_FLAGS]
-        killed = kill_at(args, delay)
+        killed, _ = kill_at(args, delay)
         checked = check_visible(run)
         resumed = False
         assert cli(args) == 0
