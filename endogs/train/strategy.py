@@ -44,7 +44,7 @@ class CappedStrategy(EndoStrategy):
             (CUDA 300k; CPU ``cpu_gaussians_per_pixel`` per training pixel).
         cpu_gaussians_per_pixel: the CPU cap per training pixel when ``max_gaussians`` is None
             (0.35: 28,672 Gaussians at 320x256, ~0.17 s per step on 2 cores; the ``fast`` preset's
-            1.0 for real video, with its 32-wide decoder ~0.27 s per step at 2800 iterations;
+            1.0 for real video, with its 32-wide decoder 0.26-0.32 s per step over 2800 iterations;
             see docs/BENCHMARKS.md).
         relocate_fraction: at the cap, when more Gaussians qualify for growth than there is room
             for, remove up to this fraction of all Gaussians per refinement, the least opaque first

@@ -90,7 +90,7 @@ class SyntheticConfig:
     """Std of Gaussian sensor noise added to the images (in [0,1] units)."""
     tilt: float = 0.0
     """Slope dz/dx of the tissue's mean plane: 0 faces the camera (depth varies ~1.1x across the view);
-    0.5 is an oblique view of the tissue wall (~27 deg; far side to the right, depth varies ~1.7x across
+    0.5 is an oblique view of the tissue wall (~27 deg; far side to the right, depth varies ~1.6x across
     the view, as in SCARED), which makes camera rotation and sideways translation distinguishable."""
     exposure_drift: float = 0.0
     """Auto-exposure drift: frame i's image is multiplied by the gain exp(exposure_drift * u(t_i)), with
