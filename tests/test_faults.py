@@ -213,3 +213,19 @@ def test_disk_full_while_writing_a_prepared_scene(tmp_path, monkeypatch, capsys)
     monkeypatch.undo()
     assert type(exc.value).__name__ == "DiskFullError" and str(exc.value).startswith(f"{root.absolute()}: no space left")
     assert not root.exists() and not list(tmp_path.iterdir())  # nothing under the final name, no temporary folder
+
+
+def test_the_finite_check_is_exact_when_a_sum_overflows(scene, tmp_path):
+    tr = Trainer.create(tiny(iterations=4), scene, tmp_path / "run")
+    ps = [p for p in tr._optimized() if p.numel() > 1]
+    for p in tr._optimized():
+        p.grad = torch.zeros_like(p)
+    ps[0].grad.fill_(3e38)  # every element finite, their float32 sum is inf
+    assert torch.isinf(ps[0].grad.sum())
+    assert tr._finite(torch.tensor(1.0))
+    for bad in (math.nan, math.inf, -math.inf):
+        ps[-1].grad.view(-1)[-1] = bad
+        assert not tr._finite(torch.tensor(1.0)), bad
+        ps[-1].grad.view(-1)[-1] = 0.0
+    assert not tr._finite(torch.tensor(math.nan))
+    assert tr._finite(torch.tensor(1.0))

@@ -305,3 +305,25 @@ def test_scene_on_cuda(kind):
     state = {"grad2d": torch.rand(100, device="cuda")}
     ops.duplicate(scene.params, opts.gaussians, state, torch.arange(100, device="cuda") < 10)
     assert len(scene.at(0.5)) == 110 and scene.at(0.5).means.is_cuda
+
+
+@pytest.mark.parametrize("hidden_layers", [0, 1, 2])
+def test_heads_share_the_first_relu_with_the_same_values_and_gradients(hidden_layers):
+    from endogs.model.deformation import Heads
+
+    torch.manual_seed(0)
+    heads = Heads(("means", "quats", "scales", "colors"), 6, 5, hidden_layers)
+    for p in heads.parameters():  # the last layers start at zero: make every path carry a gradient
+        torch.nn.init.normal_(p)
+    assert heads.shared_relu == (hidden_layers > 0)
+    linear_at = {k.split(".")[2] for k in heads.state_dict()}  # checkpoint names as before the sharing
+    assert linear_at == {0: {"0"}, 1: {"1", "3"}, 2: {"1", "3", "5"}}[hidden_layers]
+    h = torch.randn(40, 6, dtype=torch.float64, requires_grad=True)
+    heads = heads.double()
+    out = heads(h)
+    ref = {name: head(h) for name, head in heads.heads.items()}  # each Sequential as a whole
+    w = {k: torch.randn_like(v) for k, v in ref.items()}
+    g = torch.autograd.grad(sum((out[k] * w[k]).sum() for k in out), [h, *heads.parameters()])
+    g_ref = torch.autograd.grad(sum((ref[k] * w[k]).sum() for k in ref), [h, *heads.parameters()])
+    assert out.keys() == ref.keys() and all(torch.equal(out[k], ref[k]) for k in ref)
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-12) for a, b in zip(g, g_ref))

@@ -216,9 +216,22 @@ class Heads(nn.Module):
                 layers.append(nn.ReLU())
             layers.append(zero_linear(d, ATTRIBUTE_DIMS[name]))
             self.heads[name] = nn.Sequential(*layers)
+        self.shared_relu = hidden_layers > 0  # every head's first module is the same ReLU of h
 
     def forward(self, h: Tensor) -> dict[str, Tensor]:
-        return {name: head(h) for name, head in self.heads.items()}  # each [N, C]
+        """Each head's output [N, C]. With hidden layers every head starts with ``ReLU(h)``: computed
+        once and shared (the same values and gradients as per head, without three of the four ReLUs
+        and their backward passes over [N, hidden])."""
+        if not self.shared_relu:
+            return {name: head(h) for name, head in self.heads.items()}
+        r = torch.relu(h)
+        out = {}
+        for name, head in self.heads.items():
+            y = r
+            for layer in list(head)[1:]:
+                y = layer(y)
+            out[name] = y
+        return out
 
 
 def make_deformation(

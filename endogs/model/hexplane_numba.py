@@ -9,11 +9,11 @@ module computes the same values in two kernels:
 * *forward* (parallel over Gaussians): the planes are copied channel-last (``[plane, cell, C]``) so a
   corner's C features are one contiguous vector; each Gaussian's six samples are multiplied in the
   order ``s_xy * s_xz * s_yz * t_x * t_y * t_z``, as the PyTorch path does.
-* *backward* (parallel over blocks of channels): the six samples are recomputed, the gradient of
+* *backward* (parallel over blocks of Gaussians): the six samples are recomputed, the gradient of
   each is the output gradient times the product of the other five (prefix and suffix products, no
-  division), and it is scattered to the four corners. Every channel is summed over the Gaussians in
-  their order by one thread, so the result does not depend on the number of threads and no two
-  threads write the same cell.
+  division), and it is scattered to the four corners. Each thread's block adds into its own copy of
+  the plane gradients, summed afterwards in block order, so no two threads write the same memory and
+  a given thread count always gives the same bits (other counts differ by rounding).
 
 Only the planes receive gradients: the coordinates are constants (the field's ``detach_canonical``,
 the default). Where the coordinates need a gradient, the tensors are not on the CPU, numba is missing

@@ -136,7 +136,14 @@ def render(
     else:
         campos = torch.as_tensor(np.stack([c.c2w[:3, 3] for c in cams]), dtype=dtype, device=device)
         dirs = means[None, :, :] - campos[:, None, :]  # [C, N, 3]
-        rgb_g = sh_to_rgb(snapshot.sh_degree, dirs, colors[None])  # [C, N, 3]
+        rgb_g = None
+        if raster == "numba":  # the same colours by one compiled pass (endogs.render.sh_numba)
+            from .sh_numba import sh_to_rgb_numba, use_numba_sh
+
+            if use_numba_sh(snapshot.sh_degree, dirs, colors):
+                rgb_g = sh_to_rgb_numba(snapshot.sh_degree, dirs, colors)  # [C, N, 3]
+        if rgb_g is None:
+            rgb_g = sh_to_rgb(snapshot.sh_degree, dirs, colors[None])  # [C, N, 3]
     feats = torch.cat([rgb_g, proj.depths[..., None]], dim=-1)  # [C, N, 4]
     opac_c = opacities[None, :].expand(C, N)  # [C, N]
     if raster == "numba":

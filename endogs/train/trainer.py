@@ -20,7 +20,7 @@ from endogs.config_io import dump_yaml, merge
 from endogs.data import Scene
 from endogs.errors import ConfigError, DataError, EndogsError
 from endogs.init import point_cloud_from_frames
-from endogs.model.gaussians import DEFORM_PREFIX
+from endogs.model.gaussians import DEFORM_PREFIX, refit_fused
 from endogs.model.scene import DynamicScene, SceneOptimizers
 from endogs.model.imaging import build_imaging
 from endogs.render.api import RenderInputError
@@ -170,8 +170,10 @@ class Trainer:
         tr._build_optim()
         for name, opt in tr.optimizers.gaussians.items():
             opt.load_state_dict(ckpt["optimizers"]["gaussians"][name])
+            refit_fused(opt)
         if tr.optimizers.deform is not None:
             tr.optimizers.deform.load_state_dict(ckpt["optimizers"]["deform"])
+            refit_fused(tr.optimizers.deform)
         if tr.imaging_opt is not None:
             tr.imaging_opt.load_state_dict(ckpt["optimizers"]["imaging"])
         tr.strategy_state = {k: (v.to(tr.device) if isinstance(v, torch.Tensor) else v) for k, v in ckpt["strategy_state"].items()}
@@ -278,8 +280,15 @@ class Trainer:
         return [p for o in opts for g in o.param_groups for p in g["params"]]
 
     def _finite(self, loss: torch.Tensor) -> bool:
-        """Whether the loss and every gradient are finite (one device sync)."""
-        checks = [torch.isfinite(loss).all()] + [torch.isfinite(p.grad).all() for p in self._optimized() if p.grad is not None]
+        """Whether the loss and every gradient are finite (one device sync).
+
+        A sum over a tensor is finite only if all its elements are (IEEE: NaN and inf propagate), so the
+        sums decide in one pass; only when a sum is not finite (a NaN / inf element, or an overflow of
+        the sum of finite elements) does the element-wise test decide."""
+        grads = [p.grad for p in self._optimized() if p.grad is not None]
+        if bool(torch.isfinite(torch.stack([loss.detach().sum(), *(g.sum() for g in grads)])).all()):
+            return True
+        checks = [torch.isfinite(loss).all()] + [torch.isfinite(g).all() for g in grads]
         return bool(torch.stack(checks).all())
 
     def params_finite(self) -> bool:
