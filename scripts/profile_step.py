@@ -12,7 +12,7 @@ The trainer is built as `endogs train` builds it, put in its fine stage (deforma
 
     deformation  DynamicScene.at (the field's forward: HexPlane sampling and decoder)
     projection   project_gaussians (3D covariances, 2D means and conics)
-    colour       sh_to_rgb (view-dependent colour) and the head light when on
+    colour       sh_to_rgb / sh_to_rgb_numba (view-dependent colour) and the head light when on
     binning      the rasterizer's tile layout (build_layout / build_tile_layout)
     composite    the rasterizer's forward, less its binning
     losses       the named loss terms (L1, D-SSIM, depth, regularisers)
@@ -22,7 +22,7 @@ The trainer is built as `endogs train` builds it, put in its fine stage (deforma
     other        the rest of train_step (frame pick, rates, PSNR of the step, finiteness check)
 
 The backward is then split by torch.profiler over the same number of steps (autograd nodes of the
-rasterizer, grid_sample = HexPlane, convolution = D-SSIM, the rest). Threads: torch.get_num_threads(),
+rasterizer, grid_sample or the compiled sampler = HexPlane, the SH colour, convolution = D-SSIM, the rest). Threads: torch.get_num_threads(),
 numba follows it. Prints a table (or one JSON object with --json).
 """
 
@@ -73,6 +73,7 @@ def patched(timers: Timers):
     import endogs.render.api as api
     import endogs.render.cpu as cpu
     import endogs.render.cpu_numba as cnb
+    import endogs.render.sh_numba as shn
     import endogs.train.trainer as trainer
     import endogs.view as view
     from endogs.model.scene import DynamicScene, SceneOptimizers
@@ -91,6 +92,7 @@ def patched(timers: Timers):
     swap(api, "rasterize_tiles", timers.wrap("raster", api.rasterize_tiles))
     swap(api, "project_gaussians", timers.wrap("projection", api.project_gaussians))
     swap(api, "sh_to_rgb", timers.wrap("colour", api.sh_to_rgb))
+    swap(shn, "sh_to_rgb_numba", timers.wrap("colour", shn.sh_to_rgb_numba))
     if hasattr(view, "lit_snapshot"):
         swap(view, "lit_snapshot", timers.wrap("colour", view.lit_snapshot))
     if hasattr(view, "sh_to_rgb"):
@@ -125,8 +127,10 @@ def group_nodes(nodes: dict[str, float]) -> dict[str, float]:
     for node, sec in nodes.items():
         if "Rasterize" in node:
             kind = "rasterizer (composite backward)"
-        elif "GridSampler" in node:
-            kind = "grid_sample (HexPlane)"
+        elif "GridSampler" in node or "HexSample" in node:
+            kind = "HexPlane sampling"
+        elif "SHColour" in node:
+            kind = "SH colour"
         elif "Convolution" in node:
             kind = "convolution (D-SSIM)"
         else:

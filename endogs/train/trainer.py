@@ -32,6 +32,7 @@ from endogs.train.losses import psnr
 from endogs.train.strategy import CappedStrategy
 from endogs.train.terms import LossInputs, term_weights, total_loss
 from endogs.utils.image import downscaled_size, resample
+from endogs.utils.malloc import keep_freed_memory
 from endogs.utils.progress import Progress
 
 class TrainingDiverged(EndogsError):
@@ -97,6 +98,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, data_path: Path, run_dir: Path, data: Optional[Scene] = None):
         self.device = pick_device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page-fault storm from the step's large transient tensors (endogs.utils.malloc)
         self.data_path = Path(data_path)
         self.run_dir = Path(run_dir)
         self.folder = RunFolder(self.run_dir)
