@@ -13,13 +13,15 @@ Switches (each is what the named change replaced; "on" is today's code):
     sh       the compiled SH colour (endogs.render.sh_numba) instead of sh_to_rgb's PyTorch ops
     relu     the heads' shared first ReLU instead of one per head
     finite   the one-pass (sum) finiteness check of the gradients instead of isfinite over every element
-    adam     PyTorch's fused CPU Adam instead of its per-op implementation
+    adam     PyTorch's fused CPU Adam instead of its per-op implementation (not today's code: "on" is
+             the fused Adam that was tried and not kept, see docs/BENCHMARKS.md; "all" leaves it off)
 
 Not a switch: glibc's malloc settings (endogs.utils.malloc), which every CPU trainer applies in every
 mode. They cannot be undone inside a process (glibc's default threshold is dynamic), and without them
 a process that loaded a checkpoint page-faults its large tensors on every step (24,000-36,000 faults
 and 50-70 ms of system time per step at 81,920 Gaussians), which would swamp every other difference.
-Modes: ``none`` (all off), ``all`` (all on), ``NAME`` (only that one on), ``-NAME`` (all on but that one).
+Modes: ``none`` (all off), ``all`` (today's code: sh, relu and finite on), ``NAME`` (only that one on),
+``-NAME`` (today's code but that one off), ``+NAME`` (today's code and that one on: ``+adam``).
 """
 
 from __future__ import annotations
@@ -38,15 +40,18 @@ from typing import Optional
 import torch
 
 SWITCHES = ("sh", "relu", "finite", "adam")
+KEPT = ("sh", "relu", "finite")  # "all": today's code
 
 
 def _switches(mode: str) -> set[str]:
     if mode == "none":
         return set()
     if mode == "all":
-        return set(SWITCHES)
-    if mode.startswith("-") and mode[1:] in SWITCHES:
-        return set(SWITCHES) - {mode[1:]}
+        return set(KEPT)
+    if mode.startswith("-") and mode[1:] in KEPT:
+        return set(KEPT) - {mode[1:]}
+    if mode.startswith("+") and mode[1:] in SWITCHES:
+        return set(KEPT) | {mode[1:]}
     if mode in SWITCHES:
         return {mode}
     raise ValueError(mode)
@@ -90,13 +95,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--modes", default="none,all")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    if not (a.run / "checkpoint.pt").is_file():
-        print(f"bench_step_ab: {a.run}: no checkpoint.pt; give a run folder of `endogs train` or `endogs reconstruct`", file=sys.stderr)
+    from endogs.run import CHECKPOINT_FILE, RunFolder
+
+    if not RunFolder(a.run).has_checkpoint():
+        print(f"bench_step_ab: {a.run}: no {CHECKPOINT_FILE}; give a run folder of `endogs train` or `endogs reconstruct`", file=sys.stderr)
         return 2
     try:
         modes = {m: _switches(m) for m in a.modes.split(",")}
     except ValueError as e:
-        print(f"bench_step_ab: unknown mode {e}; use none, all, one of {', '.join(SWITCHES)} or -NAME", file=sys.stderr)
+        print(f"bench_step_ab: unknown mode {e}; use none, all, one of {', '.join(SWITCHES)}, -NAME or +NAME", file=sys.stderr)
         return 2
     if a.blocks < 1 or a.steps_per_block < 1:
         print("bench_step_ab: --blocks and --steps-per-block must be >= 1", file=sys.stderr)
@@ -104,7 +111,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from endogs.train.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(a.run, Path(tmp) / "run", ignore=shutil.ignore_patterns("eval_*"))
+        shutil.copytree(a.run, Path(tmp) / "run", ignore=shutil.ignore_patterns("eval*"))
         tr = Trainer.resume(Path(tmp) / "run")
         tr.cfg.iterations = tr.step + 10**6  # never "done": no final save inside the timing
         tr.cfg.checkpoint_every = 10**9

@@ -25,22 +25,6 @@ CORE_PARAMS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 DEFORM_PREFIX = "deform_"
 
 
-def fused_adam(*params: Tensor) -> Optional[bool]:
-    """``fused`` argument of ``torch.optim.Adam`` for ``params``: True when all are float32/float64 CPU
-    tensors (PyTorch's fused CPU kernel), else None (the default implementation; CUDA unchanged)."""
-    ok = all(p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) for p in params)
-    return True if params and ok else None
-
-
-def refit_fused(opt: torch.optim.Adam) -> None:
-    """Set each param group's ``fused`` for where its parameters are now (``load_state_dict`` restores the
-    saved flag: a checkpoint of another device, or of a version before the fused CPU Adams)."""
-    for group in opt.param_groups:
-        group["fused"] = fused_adam(*group["params"])
-        if group["fused"]:
-            group["foreach"] = None  # PyTorch refuses both
-
-
 def sh_degree_from_bases(k: int) -> int:
     """SH degree of K = (degree + 1) ** 2 coefficients."""
     d = int(round(math.sqrt(k))) - 1
@@ -197,10 +181,6 @@ class GaussianModel(nn.Module):
     ) -> dict[str, torch.optim.Adam]:
         """One Adam per parameter, each with a single named param group (gsplat's strategy contract).
 
-        On the CPU the Adams are PyTorch's fused kernels (one pass over a parameter's elements instead
-        of one per arithmetic op: 15.6 -> 4.0 ms a step for 81,920 Gaussians of SH degree 3, same
-        update to float32 rounding); on other devices PyTorch's default implementation.
-
         Args:
             lrs: learning rates (defaults: ``LearningRates()``).
             scene_scale: multiplies the means' learning rate (e.g. ``PointCloud.scale_hint``).
@@ -221,6 +201,5 @@ class GaussianModel(nn.Module):
                 [{"params": [p], "lr": lr, "name": name}],
                 eps=lrs.eps / math.sqrt(bs),
                 betas=(1 - bs * (1 - 0.9), 1 - bs * (1 - 0.999)),
-                fused=fused_adam(p),
             )
         return out

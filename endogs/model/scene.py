@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from endogs.init.pointcloud import PointCloud
 from endogs.model.config import DeformConfig, HexPlaneConfig, LearningRates
 from endogs.model.deformation import DeformationField, Deltas, TimeLike, make_deformation
-from endogs.model.gaussians import GaussianModel, fused_adam
+from endogs.model.gaussians import GaussianModel
 from endogs.model.imaging import Imaging
 from endogs.snapshot import Snapshot
 
@@ -164,9 +164,7 @@ class DynamicScene(nn.Module):
         ``deform_network``, at its config's rates)."""
         lrs = lrs or LearningRates()
         groups = self.deform.param_groups()
-        deform = None
-        if groups:
-            deform = torch.optim.Adam(groups, eps=lrs.eps, fused=fused_adam(*(p for g in groups for p in g["params"])))
+        deform = torch.optim.Adam(groups, eps=lrs.eps) if groups else None
         return SceneOptimizers(self.gaussians.make_optimizers(lrs, scene_scale, batch_size, self.deform.gaussian_lrs()), deform)
 
     # ------------------------------------------------------------------------------- checkpoints

@@ -20,7 +20,7 @@ from endogs.config_io import dump_yaml, merge
 from endogs.data import Scene
 from endogs.errors import ConfigError, DataError, EndogsError
 from endogs.init import point_cloud_from_frames
-from endogs.model.gaussians import DEFORM_PREFIX, refit_fused
+from endogs.model.gaussians import DEFORM_PREFIX
 from endogs.model.scene import DynamicScene, SceneOptimizers
 from endogs.model.imaging import build_imaging
 from endogs.render.api import RenderInputError
@@ -173,10 +173,8 @@ class Trainer:
         tr._build_optim()
         for name, opt in tr.optimizers.gaussians.items():
             opt.load_state_dict(ckpt["optimizers"]["gaussians"][name])
-            refit_fused(opt)
         if tr.optimizers.deform is not None:
             tr.optimizers.deform.load_state_dict(ckpt["optimizers"]["deform"])
-            refit_fused(tr.optimizers.deform)
         if tr.imaging_opt is not None:
             tr.imaging_opt.load_state_dict(ckpt["optimizers"]["imaging"])
         tr.strategy_state = {k: (v.to(tr.device) if isinstance(v, torch.Tensor) else v) for k, v in ckpt["strategy_state"].items()}
