@@ -3,8 +3,8 @@ backward in two numba kernels.
 
 The PyTorch path builds the basis from ~30 element-wise ops over the Gaussians, multiplies it into the
 ``[N, K, 3]`` coefficients and sums; its autograd then runs about as many ops again, each a pass over
-memory (at 81,920 Gaussians of degree 3, ~20 ms of a 0.3 s CPU training step). Here one pass per
-Gaussian does it all:
+memory (degree 3 at 81,920 Gaussians: 35-43 ms forward and backward, against 10-18 ms here, measured
+side by side in one process). Here one pass per Gaussian does it all:
 
 * *forward* (parallel over Gaussians): normalise the view direction, evaluate the ``(d + 1) ** 2``
   basis functions (gsplat's order, signs and constants, :mod:`endogs.render.sh`), sum them into the
@@ -98,10 +98,10 @@ def _backward(dirs, coeffs, kk, k, gout, gcoeffs, gdirs):  # pragma: no cover - 
     for g in prange(n):
         yb = np.empty(kk, dtype=dirs.dtype)
         gy = np.empty(kk, dtype=dirs.dtype)  # dL/dY_k
+        g3 = np.empty(3, dtype=dirs.dtype)  # dL/d(colour) where the clamp passes
         for c in range(n_cam):
             x, y, z, den, unclamped = _unit(dirs, c, g, k)
             _basis(x, y, z, k, yb)
-            g3 = np.empty(3, dtype=dirs.dtype)
             for ch in range(3):
                 s = k[_ZERO]
                 for b in range(kk):
