@@ -546,3 +546,22 @@ def test_view_without_the_dataset_shows_the_model(tiny_run, tmp_path, caplog):
         assert img.shape == (48, 64, 3) and app.renderer.stats.errors == 0
     finally:
         app.close()
+
+
+def test_app_renders_once_before_nerfview_starts(monkeypatch):
+    """The compiled kernels load in the constructor's thread, where nerfview's interrupt cannot land."""
+    import endogs.viewer.app as app_mod
+    from endogs.viewer.app import ViewerApp, start_server
+    from endogs.viewer.core import ViewRenderer
+
+    K = np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]])
+    frames = [FakeFrame(i / 2, Camera(K, np.eye(4), 64, 48)) for i in range(3)]
+    events = []
+    real_render, real_make = ViewRenderer.render_image, app_mod._make_viewer_class
+    monkeypatch.setattr(ViewRenderer, "render_image", lambda self, cam, st=None: events.append(("render", cam.width, cam.height)) or real_render(self, cam, st))
+    monkeypatch.setattr(app_mod, "_make_viewer_class", lambda: events.append(("viewer",)) or real_make())
+    app = ViewerApp(start_server("127.0.0.1", free_port()), StaticSource(FakeScene()), frames, device="cpu")
+    try:
+        assert events[:2] == [("render", 32, 24), ("viewer",)]
+    finally:
+        app.close()

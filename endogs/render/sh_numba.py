@@ -74,6 +74,15 @@ def _unit(dirs, c, n, k):  # pragma: no cover - compiled
     return dx / den, dy / den, dz / den, den, norm > k[_EPS]
 
 
+@njit(cache=True, inline="always", fastmath=_FASTMATH)
+def _raw_colour(yb, coeffs, g, ch, k):  # pragma: no cover - compiled
+    """``sum_k yb[k] * coeffs[g, k, ch] + 0.5``, before the clamp."""
+    s = k[_ZERO]
+    for b in range(yb.shape[0]):
+        s += yb[b] * coeffs[g, b, ch]
+    return s + k[_HALF]
+
+
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
 def _forward(dirs, coeffs, kk, k, out):  # pragma: no cover - compiled
     """out[c, n] = max(sum_k Y_k(unit(dirs[c, n])) coeffs[n, k] + 0.5, 0)."""
@@ -84,10 +93,7 @@ def _forward(dirs, coeffs, kk, k, out):  # pragma: no cover - compiled
             x, y, z, _, _ = _unit(dirs, c, g, k)
             _basis(x, y, z, k, yb)
             for ch in range(3):
-                s = k[_ZERO]
-                for b in range(kk):
-                    s += yb[b] * coeffs[g, b, ch]
-                s += k[_HALF]
+                s = _raw_colour(yb, coeffs, g, ch, k)
                 out[c, g, ch] = s if s > k[_ZERO] else k[_ZERO]
 
 
@@ -103,10 +109,7 @@ def _backward(dirs, coeffs, kk, k, gout, gcoeffs, gdirs):  # pragma: no cover - 
             x, y, z, den, unclamped = _unit(dirs, c, g, k)
             _basis(x, y, z, k, yb)
             for ch in range(3):
-                s = k[_ZERO]
-                for b in range(kk):
-                    s += yb[b] * coeffs[g, b, ch]
-                s += k[_HALF]
+                s = _raw_colour(yb, coeffs, g, ch, k)
                 g3[ch] = gout[c, g, ch] if s >= k[_ZERO] else k[_ZERO]
             for b in range(kk):
                 gy[b] = coeffs[g, b, 0] * g3[0] + coeffs[g, b, 1] * g3[1] + coeffs[g, b, 2] * g3[2]

@@ -24,7 +24,7 @@ from endogs import view
 from endogs.camera import Camera
 from endogs.errors import EndogsError
 
-from .core import COLORMAPS, RENDER_MODES, RenderSettings, SceneSource, ViewRenderer, nearest_index
+from .core import COLORMAPS, RENDER_MODES, RenderSettings, SceneSource, ViewRenderer, log, nearest_index
 
 #: A camera counts as moving for this long after its last update (seconds).
 MOVE_HOLD_S = 0.3
@@ -163,6 +163,7 @@ class ViewerApp:
         self._stop = threading.Event()
         self.renderer = ViewRenderer(source, settings, is_moving=self._is_moving)
         self.settings = settings
+        self._warm_up()
         self.viewer = _make_viewer_class()(server, self.renderer, mode=mode)
         self.viewer.after_render_cb = self._after_render
         server.gui.set_panel_label(title)
@@ -172,6 +173,18 @@ class ViewerApp:
         server.on_client_connect(self._on_connect)
         self._player = threading.Thread(target=self._play_loop, name="endogs-viewer-playback", daemon=True)
         self._player.start()
+
+    def _warm_up(self) -> None:
+        """One small render here, before nerfview's render thread exists: the compiled CPU kernels
+        (rasterizer, SH colour, HexPlane sampling) load or compile now. nerfview cancels a stale render by
+        raising inside the render thread, and an exception landing inside numba's first load of a kernel
+        left its type registry half-written ("duplicate registration"), failing every later render."""
+        cam = self.frames[0].camera
+        w = min(32, cam.width)
+        try:
+            self.renderer.render_image(cam.resized(w, max(1, round(w * cam.height / cam.width))))
+        except Exception as exc:  # the first real render shows the error image and logs it
+            log.warning("viewer warm-up render failed: %s", exc)
 
     # ------------------------------------------------------------------------------- GUI
     def _build_gui(self) -> None:
