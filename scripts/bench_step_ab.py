@@ -72,12 +72,13 @@ class Switchboard:
         self.tr, self.shn, self.trainer_cls = tr, shn, Trainer
         self.use_sh, self.finite = shn.use_numba_sh, Trainer._finite
         self.opts = [o for o in (*tr.optimizers.gaussians.values(), tr.optimizers.deform) if o is not None]
+        self.heads = getattr(tr.scene.deform, "heads", None)
+        self.can_share = self.heads is not None and self.heads.shared_relu  # heads with hidden layers
 
     def set(self, on: set[str]) -> None:
         self.shn.use_numba_sh = self.use_sh if "sh" in on else (lambda *a: False)
-        heads = getattr(self.tr.scene.deform, "heads", None)
-        if heads is not None:
-            heads.shared_relu = "relu" in on and any(len(h) > 1 for h in heads.heads.values())
+        if self.heads is not None:
+            self.heads.shared_relu = self.can_share and "relu" in on
         self.trainer_cls._finite = self.finite if "finite" in on else _elementwise_finite
         for o in self.opts:
             for g in o.param_groups:
@@ -113,8 +114,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copytree(a.run, Path(tmp) / "run", ignore=shutil.ignore_patterns("eval*"))
         tr = Trainer.resume(Path(tmp) / "run")
-        tr.cfg.iterations = tr.step + 10**6  # never "done": no final save inside the timing
-        tr.cfg.checkpoint_every = 10**9
+        tr.cfg.iterations = tr.step + 10**6  # far from the end of the schedules
         board = Switchboard(tr)
         times = {m: [] for m in modes}
         faults = {m: 0 for m in modes}

@@ -3,11 +3,13 @@ several MB (``[N, 32]`` decoder activations are 10 MB at 81,920 Gaussians).
 
 glibc serves every allocation above its dynamic mmap threshold (128 KiB at start, raised only as
 blocks are freed) with a fresh ``mmap`` and returns it on ``free``; the kernel then zero-fills every
-page again on first touch. On the ``fast`` preset at 81,920 Gaussians that was 6,000-28,000 page faults
-and 20-50 ms of system time per step. :func:`keep_freed_memory` sets glibc's mmap threshold to its
-largest value (32 MiB) and the trim threshold to 1 GiB with ``mallopt``, so freed blocks stay in the
-heap and are reused (~1 fault per step measured; the step's peak memory is unchanged, the process
-keeps what it freed below 1 GiB instead of returning it). A no-op, returning False, where the C library
+page again on first touch. In a process that had loaded a checkpoint (a resumed run, the benchmark
+harnesses), a ``fast``-preset step at 81,920 Gaussians took 24,000-36,000 page faults and 49-69 ms of
+system time (a fresh training process was not affected: glibc's dynamic threshold had adapted there).
+:func:`keep_freed_memory` sets glibc's mmap threshold to its largest value (32 MiB) and the trim
+threshold to 1 GiB with ``mallopt``, so freed blocks stay in the heap and are reused (260-1,460 faults
+and 1-5 ms per step measured; the step's peak memory is unchanged, the process keeps what it freed
+below 1 GiB instead of returning it). A no-op, returning False, where the C library
 is not glibc (macOS, Windows, musl) or ``ENDOGS_MALLOC=default`` asks for the library's own behaviour.
 """
 
