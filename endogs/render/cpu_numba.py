@@ -33,6 +33,7 @@ thread count for every call.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -47,6 +48,23 @@ from .projection import ALPHA_MAX, ALPHA_THRESHOLD
 
 #: Default tile edge in pixels of the compiled path (a speed knob only).
 DEFAULT_TILE_SIZE = 8
+
+#: numba's threading layers in the order endogs tries them. numba picks one when its threads first
+#: start, by default TBB whenever a libtbb can be loaded, and open3d brings one (its libtbb.so.12): in a
+#: process that had imported open3d (the point-cloud init of every `endogs train`, the preparation) the
+#: kernels ran on TBB and a training step at 81,920 Gaussians took 20-40 % longer than on OpenMP
+#: (scripts/bench_openmp.py, docs/BENCHMARKS.md). Set unless NUMBA_THREADING_LAYER(_PRIORITY) is in
+#: the environment (the user's choice), and only before numba's threads start (later it changes nothing).
+THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+
+def prefer_openmp_layer() -> None:
+    """Make numba try OpenMP before TBB (see ``THREADING_LAYER_PRIORITY``) unless the environment chose."""
+    if "NUMBA_THREADING_LAYER" not in os.environ and "NUMBA_THREADING_LAYER_PRIORITY" not in os.environ:
+        numba.config.THREADING_LAYER_PRIORITY = list(THREADING_LAYER_PRIORITY)
+
+
+prefer_openmp_layer()
 
 
 @dataclass
@@ -424,7 +442,8 @@ def _reduce(pair_gid, gp, gabs, grads, gabs_out, absgrad):  # pragma: no cover -
 
 
 def set_numba_threads() -> int:
-    """Run numba's parallel loops on as many threads as torch uses (thread-local setting); returns that number."""
+    """Run numba's parallel loops on as many threads as torch uses (thread-local setting); returns that number.
+    The first call starts numba's threads, on the layer of ``THREADING_LAYER_PRIORITY``."""
     n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
     return n
