@@ -1,7 +1,7 @@
 """The work of one (input, config) pair, as it runs inside a Ray worker: prepare (videos) → train → eval.
 
 It goes through the functions of the single commands: :func:`endogs.video.prepare.prepare_scene`
-(``endogs prepare``, in a child process: :mod:`endogs.video.isolate`), :class:`endogs.train.Trainer` create/resume/train (``endogs train``, via
+(``endogs prepare``), :class:`endogs.train.Trainer` create/resume/train (``endogs train``, via
 :func:`endogs.eval.benchmark.train_or_reuse`) and :func:`endogs.eval.pipeline.evaluate_run`
 (``endogs eval``, via :func:`endogs.eval.benchmark.evaluate_or_reuse`). Every step is idempotent, so
 a retry continues where the last attempt stopped: a prepared scene is reused, an unfinished run resumes
@@ -94,7 +94,7 @@ def ensure_scene(job: PairJob, log: Callable[[str], None]) -> Optional[str]:
     from endogs.config_io import from_dict
     from endogs.eval import io
     from endogs.video.config import PrepareOptions
-    from endogs.video.isolate import prepare_scene_isolated
+    from endogs.video.prepare import prepare_scene
 
     data, marker = Path(job.data), Path(job.prepared_marker)
     try:
@@ -106,7 +106,7 @@ def ensure_scene(job: PairJob, log: Callable[[str], None]) -> Optional[str]:
     opts = from_dict(PrepareOptions, job.prepare, where=f"{job.key} prepare")
     opts = dataclasses.replace(opts, overwrite=data.exists())  # a folder without marker is a preparation cut short
     log(f"preparing {job.video} -> {data}")
-    result = prepare_scene_isolated(Path(job.video), data, opts, log=log)  # in a child: the worker keeps its OpenMP settings
+    result = prepare_scene(Path(job.video), data, opts, log=log)
     log(result.summary())
     io.write_json(marker, job.prepared_record)
     return "prepared"

@@ -82,7 +82,7 @@ def reconstruct(
     from endogs.run import REPORT_FILE, RunFolder
     from endogs.train.config import load_preset
     from endogs.train.trainer import Trainer  # this command trains
-    from endogs.video.isolate import prepare_scene_isolated
+    from endogs.video.prepare import prepare_scene
 
     log = _log(quiet)
     name = Path(input).stem if Path(input).is_file() else Path(input).resolve().name
@@ -98,7 +98,7 @@ def reconstruct(
     cfg = merge(cfg, overrides)
 
     log("== 1/3 prepare")
-    prep = prepare_scene_isolated(input, out, options, log=log)  # in a child: the trainer keeps its OpenMP settings
+    prep = prepare_scene(input, out, options, log=log)
     log(prep.summary())
     log("== 2/3 train")
     tr = Trainer.create(cfg, prep.root, run)
