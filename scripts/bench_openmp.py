@@ -1,6 +1,6 @@
 """CPU training steps under the OpenMP / threading-layer conditions a process can end up in, side by side.
 
-    .venv/bin/python scripts/bench_openmp.py RUN [--rounds 3] [--steps 30] [--modes plain,open3d,open3d-passive,tbb] [--json]
+    .venv/bin/python scripts/bench_openmp.py RUN [--rounds 3] [--steps 30] [--modes plain,open3d,tbb] [--json]
 
 RUN is a finished (or any checkpointed) run folder; it is copied to a temporary folder per process and
 resumed at its Gaussian count (RUN is not touched). Each round starts one fresh process per mode, one
@@ -8,10 +8,8 @@ after the other (a process cannot switch its threading layer or wait policy, so 
 alternate; a slow spell of the machine can still fall on one, the rounds show the spread):
 
     plain           resume and step; nothing else loaded
-    open3d          ``import open3d`` first, as the point-cloud init of every ``endogs train`` does
-    open3d-passive  open3d through :func:`endogs.video.poses.import_open3d` first (libgomp told to
-                    sleep when idle), as a preparation in the same process did before ``endogs
-                    reconstruct`` and ``endogs batch`` moved it into a child (:mod:`endogs.video.isolate`)
+    open3d          ``import open3d`` first, as the point-cloud init of every ``endogs train`` and the
+                    odometry of ``endogs reconstruct`` do
     tbb             ``import open3d`` first and numba on its TBB layer (NUMBA_THREADING_LAYER=tbb),
                     which was numba's own choice after open3d had loaded its libtbb, before
                     :data:`endogs.render.cpu_numba.THREADING_LAYER_PRIORITY` put OpenMP first
@@ -35,15 +33,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
-MODES = ("plain", "open3d", "open3d-passive", "tbb")
+MODES = ("plain", "open3d", "tbb")
 
 
 def _child(run: Path, steps: int, mode: str) -> dict:
-    if mode == "open3d-passive":
-        from endogs.video.poses import import_open3d
-
-        import_open3d()
-    elif mode in ("open3d", "tbb"):
+    if mode in ("open3d", "tbb"):
         import open3d  # noqa: F401
     import numba
 

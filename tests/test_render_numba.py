@@ -115,3 +115,18 @@ def test_missing_numba_errors_when_forced_and_warns_otherwise(monkeypatch):
     with pytest.warns(RuntimeWarning, match="numba unavailable .*using the slower PyTorch CPU rasterizer"):
         out = render(snap, cam)
     assert out.info["cpu_backend"] == "torch"
+
+
+@pytest.mark.parametrize("env, layer", [({}, "omp"), ({"NUMBA_THREADING_LAYER": "workqueue"}, "workqueue")])
+def test_threads_run_on_openmp_even_after_open3d_unless_the_environment_chose(env, layer):
+    """open3d loads a libtbb, and numba's own order would then pick TBB (20-40 % slower steps)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import open3d, numba\nfrom endogs.render.cpu_numba import set_numba_threads\n"
+            "set_numba_threads()\nprint(numba.threading_layer())\n")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_THREADING_LAYER")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == layer
