@@ -83,7 +83,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("bench_openmp: --rounds and --steps must be >= 1", file=sys.stderr)
         return 2
     modes = a.modes.split(",")
-    if not modes or any(m not in MODES for m in modes):
+    if any(m not in MODES for m in modes):
         print(f"bench_openmp: unknown mode in --modes {a.modes}; use some of {', '.join(MODES)}", file=sys.stderr)
         return 2
     if a.child:
