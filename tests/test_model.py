@@ -292,6 +292,19 @@ def test_hexplane_regularisers():
     assert make_scene("basis", n=10).deform.tv_loss() == 0
 
 
+def test_hexplane_decoder_width_follows_the_device_unless_given():
+    def widths(field):
+        return [m.out_features for m in field.modules() if isinstance(m, torch.nn.Linear)]
+
+    auto = make_scene("hexplane", n=10, hidden_dim=None).deform
+    assert widths(auto.trunk) == [32]  # CPU: the measured 32-wide decoder
+    assert set(widths(auto.heads)) == {32, 3, 4, 3}  # hidden 32, then position, rotation, scale, colour
+    assert widths(make_scene("hexplane", n=10, hidden_dim=48).deform.trunk) == [48]
+    assert HexPlaneConfig().decoder_width("cuda") == 64 and HexPlaneConfig(hidden_dim=16).decoder_width("cuda") == 16
+    with pytest.raises(ConfigError, match="hidden_dim >= 1"):
+        HexPlaneConfig(hidden_dim=0)
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("kind", KINDS)
 def test_scene_on_cuda(kind):

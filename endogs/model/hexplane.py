@@ -57,11 +57,12 @@ class HexPlaneField(NormalizedField):
             ]
         )
         in_dim = c * len(self.spatial_resolutions)
-        trunk: list[nn.Module] = [nn.Linear(in_dim, hc.hidden_dim)]
+        width = hc.decoder_width(aabb.device.type)
+        trunk: list[nn.Module] = [nn.Linear(in_dim, width)]
         for _ in range(hc.trunk_layers - 1):
-            trunk += [nn.ReLU(), nn.Linear(hc.hidden_dim, hc.hidden_dim)]
+            trunk += [nn.ReLU(), nn.Linear(width, width)]
         self.trunk = nn.Sequential(*trunk)
-        self.heads = Heads(self.attributes, hc.hidden_dim, hc.hidden_dim, hc.head_layers)
+        self.heads = Heads(self.attributes, width, width, hc.head_layers)
 
     def features(self, xyz: Tensor, t: Tensor) -> Tensor:
         """Grid features [N, C * levels] at normalised positions ``xyz`` [N, 3] and time ``t`` (0-dim, in [0, 1]).

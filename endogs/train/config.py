@@ -187,8 +187,11 @@ class TrainConfig:
         if not self.strategy.cpu_gaussians_per_pixel > 0:
             raise ConfigError(f"strategy.cpu_gaussians_per_pixel must be > 0, got {self.strategy.cpu_gaussians_per_pixel}")
         cap = self.strategy.max_gaussians or (300_000 if cuda else int(max(2000, self.strategy.cpu_gaussians_per_pixel * pixels)))
-        return merge(self, {"iterations": iters, "coarse_iterations": coarse, "device": device_type,
-                            "data": {"downscale": down}, "strategy": {"max_gaussians": cap}})
+        changes: dict[str, Any] = {"iterations": iters, "coarse_iterations": coarse, "device": device_type,
+                                   "data": {"downscale": down}, "strategy": {"max_gaussians": cap}}
+        if isinstance(self.deform, HexPlaneConfig) and self.deform.hidden_dim is None:
+            changes["deform"] = {"hidden_dim": self.deform.decoder_width(device_type)}
+        return merge(self, changes)
 
 
 _OLD_FIELD_RATES = {
