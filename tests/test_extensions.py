@@ -126,7 +126,7 @@ def test_cli_kind_flag_offers_that_fields_options():
     a = parse(["scene", "--deform.width", "32", "--deform.kind", "mlp", "--iterations", "5"])
     assert type(a.config) is TrainConfig and a.config.deform == MLPConfig(width=32) and a.config.iterations == 5
     a = parse(["scene", "--preset", "demo", "--deform.kind=basis", "--deform.coef-lr", "1e-3"])
-    assert a.config.deform == BasisConfig(coef_lr=1e-3) and a.config.iterations == 600
+    assert a.config.deform == BasisConfig(coef_lr=1e-3) and a.config.iterations == 750
     assert parse(["scene"]).config.deform == HexPlaneConfig()
     with pytest.raises(SystemExit):  # a hexplane option without choosing hexplane
         parse(["scene", "--deform.kind", "basis", "--deform.feature-dim", "4"])

@@ -104,7 +104,8 @@ def test_every_field_learns_the_motion_at_the_default_rates(tiny, tmp_path):
     # rounding, against 0.18 dB at a 10x lower network rate and 0.005 dB at 100x lower (a dead field).
     for kind, margin in (("hexplane", 1.0), ("mlp", 0.5)):
         tr = train(tiny, tmp_path, kind, iterations=200, deform={"kind": kind})
-        assert tr.cfg.lr == TrainConfig().lr and tr.cfg.deform == type(tr.cfg.deform)()  # the field's own rates too
+        shipped = TrainConfig(deform=type(tr.cfg.deform)()).resolved(tr.cfg.device, tr.data.width, tr.data.height).deform
+        assert tr.cfg.lr == TrainConfig().lr and tr.cfg.deform == shipped  # the field's own rates too (and the CPU's decoder width)
         p, _ = held_out_metrics(tr.scene, tr.data)
         assert p > p_static + margin, (kind, p, p_static)
 
