@@ -207,8 +207,8 @@ class HexPlaneConfig(DeformConfig):
     """Time planes start at 1 (time-independent features) plus uniform noise of this amplitude."""
 
     hidden_dim: Optional[int] = None
-    """Width of the decoder MLP; None picks by device: 32 on the CPU (the same held-out quality as 64
-    on the 320x256 synthetic scene in 3/4 of the time, docs/BENCHMARKS.md), 64 on CUDA."""
+    """Width of the decoder MLP; None picks by device: 32 on the CPU (held-out PSNR within noise of
+    64's on the synthetic scenes, 7-18 % less training time, docs/BENCHMARKS.md), 64 on CUDA."""
 
     trunk_layers: int = 1
     """Linear layers of the shared decoder trunk (>= 1)."""

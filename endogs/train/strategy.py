@@ -43,9 +43,9 @@ class CappedStrategy(EndoStrategy):
         max_gaussians: stop growing beyond this many Gaussians (0 = no cap); None picks by device
             (CUDA 300k; CPU ``cpu_gaussians_per_pixel`` per training pixel).
         cpu_gaussians_per_pixel: the CPU cap per training pixel when ``max_gaussians`` is None
-            (0.35: 28,672 Gaussians at 320x256, ~0.14 s per step on 2 cores with the CPU's 32-wide
-            decoder; the ``fast`` preset's 1.0 for real video, 0.26-0.32 s per step over 2800
-            iterations; see docs/BENCHMARKS.md).
+            (0.35: 28,672 Gaussians at 320x256, ~0.14 s per step on 2 cores; the ``fast``
+            preset's 1.0 for real video, 0.26-0.32 s per step over 2800 iterations; see
+            docs/BENCHMARKS.md).
         relocate_fraction: at the cap, when more Gaussians qualify for growth than there is room
             for, remove up to this fraction of all Gaussians per refinement, the least opaque first
             (never a growth candidate, never one at or above ``relocate_max_opacity``), and grow as
