@@ -298,7 +298,7 @@ def test_hexplane_decoder_width_follows_the_device_unless_given():
 
     auto = make_scene("hexplane", n=10, hidden_dim=None).deform
     assert widths(auto.trunk) == [32]  # CPU: the measured 32-wide decoder
-    assert set(widths(auto.heads)) == {32, 3, 4, 3}  # hidden 32, then position, rotation, scale, colour
+    assert set(widths(auto.heads)) == {32, 3, 4}  # hidden 32; outputs 3 (position, scale, colour) and 4 (rotation)
     assert widths(make_scene("hexplane", n=10, hidden_dim=48).deform.trunk) == [48]
     assert HexPlaneConfig().decoder_width("cuda") == 64 and HexPlaneConfig(hidden_dim=16).decoder_width("cuda") == 16
     with pytest.raises(ConfigError, match="hidden_dim >= 1"):
