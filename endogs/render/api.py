@@ -128,9 +128,18 @@ def render(
         _retain_means2d_grad(info)
         return RenderOutput(rgb=rgb, depth=depth, alpha=alpha, info=info, backend="gsplat")
 
-    proj = project_gaussians(
-        means, quats, scales, opacities, viewmats, Ks, width, height, eps2d=eps2d, near=near, far=far
-    )
+    proj = None
+    if raster == "numba":  # the same projection by two compiled passes (endogs.render.projection_numba)
+        from .projection_numba import project_gaussians_numba, use_numba_projection
+
+        if use_numba_projection(means, quats, scales, opacities, viewmats, Ks):
+            proj = project_gaussians_numba(
+                means, quats, scales, opacities, viewmats, Ks, width, height, eps2d=eps2d, near=near, far=far
+            )
+    if proj is None:
+        proj = project_gaussians(
+            means, quats, scales, opacities, viewmats, Ks, width, height, eps2d=eps2d, near=near, far=far
+        )
     if snapshot.sh_degree is None:
         rgb_g = colors[None].expand(C, N, 3)  # [C, N, 3]
     else:
