@@ -11,7 +11,7 @@ The trainer is built as `endogs train` builds it, put in its fine stage (deforma
 (wrappers installed for the profile only, nothing changes in endogs):
 
     deformation  DynamicScene.at (the field's forward: HexPlane sampling and decoder)
-    projection   project_gaussians (3D covariances, 2D means and conics)
+    projection   project_gaussians / project_gaussians_numba (3D covariances, 2D means and conics)
     colour       sh_to_rgb / sh_to_rgb_numba (view-dependent colour) and the head light when on
     binning      the rasterizer's tile layout (build_layout / build_tile_layout)
     composite    the rasterizer's forward, less its binning
@@ -73,6 +73,7 @@ def patched(timers: Timers):
     import endogs.render.api as api
     import endogs.render.cpu as cpu
     import endogs.render.cpu_numba as cnb
+    import endogs.render.projection_numba as pjn
     import endogs.render.sh_numba as shn
     import endogs.train.trainer as trainer
     import endogs.view as view
@@ -91,6 +92,7 @@ def patched(timers: Timers):
     swap(cnb, "rasterize_tiles_numba", timers.wrap("raster", cnb.rasterize_tiles_numba))
     swap(api, "rasterize_tiles", timers.wrap("raster", api.rasterize_tiles))
     swap(api, "project_gaussians", timers.wrap("projection", api.project_gaussians))
+    swap(pjn, "project_gaussians_numba", timers.wrap("projection", pjn.project_gaussians_numba))
     swap(api, "sh_to_rgb", timers.wrap("colour", api.sh_to_rgb))
     swap(shn, "sh_to_rgb_numba", timers.wrap("colour", shn.sh_to_rgb_numba))
     if hasattr(view, "lit_snapshot"):
