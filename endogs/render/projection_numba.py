@@ -74,6 +74,19 @@ def _camera(vm, Ks, cam, W, H, k):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
+def _to_camera(vm, cam, means, g, R, Wc):  # pragma: no cover - compiled
+    """Gaussian ``g``'s camera-space position (x, y, z) in camera ``cam``; ``Wc`` [3, 3] = Rc R (its
+    axes in camera space)."""
+    x = vm[cam, 0, 0] * means[g, 0] + vm[cam, 0, 1] * means[g, 1] + vm[cam, 0, 2] * means[g, 2] + vm[cam, 0, 3]
+    y = vm[cam, 1, 0] * means[g, 0] + vm[cam, 1, 1] * means[g, 1] + vm[cam, 1, 2] * means[g, 2] + vm[cam, 1, 3]
+    z = vm[cam, 2, 0] * means[g, 0] + vm[cam, 2, 1] * means[g, 1] + vm[cam, 2, 2] * means[g, 2] + vm[cam, 2, 3]
+    for i in range(3):
+        for kk in range(3):
+            Wc[i, kk] = vm[cam, i, 0] * R[0, kk] + vm[cam, i, 1] * R[1, kk] + vm[cam, i, 2] * R[2, kk]
+    return x, y, z
+
+
+@njit(cache=True, inline="always")
 def _clamp(u, lo, hi):  # pragma: no cover - compiled
     """max(min(u, hi), lo) as torch.maximum(torch.minimum(u, hi), lo) evaluates it."""
     v = u if u < hi else hi
@@ -96,12 +109,7 @@ def _forward(means, quats, scales, opac, vm, Ks, W, H, eps2d, near, far, k, m2d,
             ext = math.sqrt(two * math.log(oc / k[_ATHR]))
             ext = ext if ext < k[_MAXEXT] else k[_MAXEXT]
             for cam in range(C):
-                x = vm[cam, 0, 0] * means[g, 0] + vm[cam, 0, 1] * means[g, 1] + vm[cam, 0, 2] * means[g, 2] + vm[cam, 0, 3]
-                y = vm[cam, 1, 0] * means[g, 0] + vm[cam, 1, 1] * means[g, 1] + vm[cam, 1, 2] * means[g, 2] + vm[cam, 1, 3]
-                z = vm[cam, 2, 0] * means[g, 0] + vm[cam, 2, 1] * means[g, 1] + vm[cam, 2, 2] * means[g, 2] + vm[cam, 2, 3]
-                for i in range(3):
-                    for kk in range(3):
-                        Wc[i, kk] = vm[cam, i, 0] * R[0, kk] + vm[cam, i, 1] * R[1, kk] + vm[cam, i, 2] * R[2, kk]
+                x, y, z = _to_camera(vm, cam, means, g, R, Wc)
                 in_depth = (z >= near) & (z <= far)
                 zs = z if in_depth else one
                 fx, fy, cx, cy, lxp, lxn, lyp, lyn = _camera(vm, Ks, cam, W, H, k)
@@ -168,12 +176,7 @@ def _backward(means, quats, scales, vm, Ks, W, H, eps2d, k, radii, g_m2d, g_coni
             for cam in range(C):
                 if radii[cam, g, 0] <= 0 or radii[cam, g, 1] <= 0:
                     continue  # culled: multiplied by 0 in the forward, no gradient
-                x = vm[cam, 0, 0] * means[g, 0] + vm[cam, 0, 1] * means[g, 1] + vm[cam, 0, 2] * means[g, 2] + vm[cam, 0, 3]
-                y = vm[cam, 1, 0] * means[g, 0] + vm[cam, 1, 1] * means[g, 1] + vm[cam, 1, 2] * means[g, 2] + vm[cam, 1, 3]
-                z = vm[cam, 2, 0] * means[g, 0] + vm[cam, 2, 1] * means[g, 1] + vm[cam, 2, 2] * means[g, 2] + vm[cam, 2, 3]
-                for i in range(3):
-                    for kk in range(3):
-                        Wc[i, kk] = vm[cam, i, 0] * R[0, kk] + vm[cam, i, 1] * R[1, kk] + vm[cam, i, 2] * R[2, kk]
+                x, y, z = _to_camera(vm, cam, means, g, R, Wc)
                 fx, fy, cx, cy, lxp, lxn, lyp, lyn = _camera(vm, Ks, cam, W, H, k)
                 rz = one / z  # a drawn entry is within [near, far]
                 u, v = x * rz, y * rz
