@@ -5,8 +5,8 @@ the training cameras (ATE and both RPEs against the exact poses) by at least hal
 draws, and raise the held-out PSNR averaged over the two (test frames at their input pose plus the
 interpolated corrections; their images never reach the optimizer). One draw alone is not a stable
 measure of the PSNR at this size: with the default time smoothness of 3e-3, draw 0 gives 28.12 dB refined
-against 28.37 frozen and draw 1 29.94 against 28.33 (docs/BENCHMARKS.md). The same benchmark, with the figures on deforming and on nearly fronto-parallel
-tissue, is ``scripts/bench_pose.py`` (docs/BENCHMARKS.md)."""
+against 28.37 frozen and draw 1 29.94 against 28.33 (docs/BENCHMARKS.md). The same benchmark, with the
+figures on deforming and on nearly fronto-parallel tissue, is ``scripts/bench_pose.py``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from scripts import bench_pose
 # refinement at a constant rate of 2e-3 with no pull towards the (drifted) input poses; the defaults
 # (5e-4 decaying to 1 %, pull 0.1) are set for real video, where the odometry is better than this drift
 REFINE = {"imaging": {"pose_lr": 0.002, "rows_lr_final": 1.0}, "loss": {"pose_reg": 0.0}}
+DRAWS = (0, 1)  # drift seeds
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +30,6 @@ def cases(tmp_path_factory):
         [bench_pose.run_case(scene, root / f"run_{draw}_{int(refine)}", refine, 800, 1.0, 1.0, draw, REFINE) for refine in (False, True)]
         for draw in DRAWS
     ]
-
-
-DRAWS = (0, 1)  # drift seeds
 
 
 def test_the_drift_is_the_one_asked_for_and_frozen_poses_keep_it(cases):

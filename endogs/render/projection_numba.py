@@ -45,7 +45,8 @@ _Z, _HALF, _ONE, _TWO, _FOV, _QEPS, _ATHR, _MAXEXT, _RMAX = range(9)
 
 @njit(cache=True, inline="always")
 def _rotation(q, g, k, R):  # pragma: no cover - compiled
-    """R [3, 3] of Gaussian ``g``'s quaternion (wxyz) after normalisation; returns (qn, norm, clamped)."""
+    """R [3, 3] of Gaussian ``g``'s quaternion (wxyz) after normalisation; returns the normalised
+    (w, x, y, z), the divisor max(|q|, 1e-12) and whether |q| was above the clamp."""
     w, x, y, z = q[g, 0], q[g, 1], q[g, 2], q[g, 3]
     nrm = math.sqrt(w * w + x * x + y * y + z * z)
     d = nrm if nrm > k[_QEPS] else k[_QEPS]
